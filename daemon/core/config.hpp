@@ -1,0 +1,77 @@
+// Config: reeld's settings, loaded from TOML (toml++) with every default built in.
+//
+// The file is optional; every key documented in config/reeld.toml has the default
+// given here. Loading is strict: an unknown key or a value of the wrong type is a
+// ConfigError whose message names the file, line and dotted key, so a typo is never
+// silently ignored. Paths left empty are resolved by resolve_paths() (paths.hpp)
+// from the environment (systemd's $STATE_DIRECTORY, XDG variables).
+// A Config is a plain value: the daemon swaps in a new one on SIGHUP only after it
+// loaded and validated completely.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace reel {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Config {
+  std::string source_path;   // file it came from; empty: embedded defaults
+
+  struct Daemon {
+    std::string state_dir;             // "" -> $STATE_DIRECTORY, else $XDG_STATE_HOME/reel
+    std::string socket_path;           // "" -> $RUNTIME_DIRECTORY/reeld.sock, else $XDG_RUNTIME_DIR/reel/reeld.sock
+    std::string socket_mode = "0660";  // octal string
+    std::string socket_group;          // "" -> the daemon's primary group
+    int max_concurrent_jobs = 1;       // jobs running at once (issue 3's budget scheduler refines this)
+    int max_clients = 64;              // concurrent control connections
+    int64_t max_request_bytes = 1 << 20;
+    int max_queued_jobs = 100000;      // submissions beyond this are refused
+    double stop_grace_seconds = 30;    // SIGTERM: wait this long for running jobs to finish
+    bool drain_on_stop = true;         // SIGTERM: let running jobs finish (within the grace) or requeue them at once
+    double cancel_grace_seconds = 10;  // cooperative cancel, then the job's worker is killed
+    double status_interval_seconds = 5;
+  } daemon;
+
+  struct Jobs {
+    int max_attempts = 2;              // default per job: runs that fail with a retryable error
+    int max_crashes = 3;               // runs that crashed the daemon or worker before the job is poison
+    double aging_seconds = 300;        // a queued job gains one priority point per this much waiting
+    std::string output_dir;            // "" -> <state_dir>/outputs
+  } jobs;
+
+  struct Log {
+    std::string level = "info";        // trace, debug, info, warn, error
+    std::string file;                  // "" -> stderr only
+    int64_t file_max_bytes = 10 << 20;
+    int file_count = 5;
+  } log;
+
+  struct Storage {
+    std::string journal_mode = "auto"; // auto: WAL, or DELETE with a warning on a network filesystem; "wal"; "delete"
+    int busy_timeout_ms = 5000;
+    std::string synchronous = "full";  // full or normal (see docs/DURABILITY.md)
+  } storage;
+};
+
+// Loads and validates one TOML file. Throws ConfigError("<file>:<line>: <key>: <why>").
+Config load_config_file(const std::string& path);
+// Parses TOML text as if read from `name` (for tests and for --check).
+Config parse_config(const std::string& text, const std::string& name);
+
+// The search order: --config (explicit), $REEL_CONFIG, /etc/reel/reeld.toml,
+// $XDG_CONFIG_HOME/reel/reeld.toml (default ~/.config). Returns the first that
+// exists, or nullopt (embedded defaults). An explicit or $REEL_CONFIG path that
+// does not exist is a ConfigError, not a fallback.
+std::optional<std::string> find_config_file(const std::string& explicit_path);
+
+// Loads from find_config_file(), or the defaults.
+Config load_config(const std::string& explicit_path);
+
+}  // namespace reel

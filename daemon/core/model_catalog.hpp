@@ -1,0 +1,66 @@
+// ModelCatalog: what models the daemon can run and what parameters each accepts.
+//
+// Filled from built-in models (the diagnostic `sleep`) and, with plugins, from each
+// plugin's description. Submissions are validated here before they are queued, so a
+// malformed job is refused with a message naming the parameter instead of failing
+// later in a worker. Not thread-safe for mutation; the daemon replaces it wholesale.
+#pragma once
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/job.hpp"
+
+namespace reel {
+
+struct ParamSpec {
+  std::string name;
+  enum class Type { integer, number, boolean, string } type = Type::string;
+  std::optional<double> min, max;          // numbers: inclusive range
+  std::vector<std::string> choices;        // strings: allowed values (empty: any)
+  Json default_value;                      // null: required
+  std::string help;
+};
+const char* to_string(ParamSpec::Type t);
+
+struct InputSpec {
+  std::string role;       // "image", "audio", ...
+  bool required = false;
+  std::string help;
+};
+
+struct ModelInfo {
+  std::string name;
+  std::string description;
+  std::string provider;   // "builtin" or the plugin's name
+  std::vector<ParamSpec> params;
+  std::vector<InputSpec> inputs;
+  Json to_json() const;
+};
+
+struct ParamValidationError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+class ModelCatalog {
+ public:
+  void add(ModelInfo m);
+  const ModelInfo* find(const std::string& name) const;
+  const std::vector<ModelInfo>& models() const { return models_; }
+
+  // Checks a spec against its model: unknown model, unknown parameter, wrong type,
+  // out of range, missing required input. Returns the params with defaults filled in.
+  // Throws ParamValidationError naming the model and parameter.
+  Json validate(const JobSpec& spec) const;
+
+ private:
+  std::vector<ModelInfo> models_;
+};
+
+// The built-in diagnostic model: sleeps `seconds` in `steps` steps, failing at
+// `fail_at_step` when set, so the whole job path runs without any real model.
+ModelInfo sleep_model_info();
+
+}  // namespace reel

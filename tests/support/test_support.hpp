@@ -1,0 +1,80 @@
+// Helpers for tests that drive the real binaries: temp dirs, a reeld child process,
+// and running reelctl to completion. Everything is real (processes, sockets, files).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace reel::test {
+
+// A fresh directory under $TMPDIR, removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void write_file(const std::string& path, const std::string& content);
+std::string read_file(const std::string& path);
+
+struct CommandResult {
+  int exit_code = -1;      // -1: killed by a signal
+  std::string out, err;
+};
+// Runs argv[0] with argv, extra environment "K=V" entries added, waits up to `timeout`.
+CommandResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
+                          std::chrono::seconds timeout = std::chrono::seconds(60));
+
+// A reeld child process with its own state dir, socket and config under a TempDir.
+class Daemon {
+ public:
+  // `extra_config` is appended to the generated reeld.toml (which sets state_dir and socket).
+  explicit Daemon(const std::string& dir, const std::string& extra_config = "",
+                  std::vector<std::string> extra_env = {});
+  ~Daemon();                                  // SIGKILLs if still running
+  void start();                               // returns once the socket accepts connections
+  void kill9();                               // SIGKILL and reap
+  int terminate(std::chrono::seconds timeout = std::chrono::seconds(60));  // SIGTERM, returns exit code
+  void signal(int sig);
+  bool running();
+  pid_t pid() const { return pid_; }
+  const std::string& socket() const { return socket_; }
+  const std::string& state_dir() const { return state_dir_; }
+  const std::string& config_path() const { return config_; }
+  const std::string& log_path() const { return log_; }
+  // reelctl against this daemon's socket.
+  CommandResult ctl(const std::vector<std::string>& args,
+                    std::chrono::seconds timeout = std::chrono::seconds(60)) const;
+
+ private:
+  std::string dir_, state_dir_, socket_, config_, log_;
+  std::vector<std::string> env_;
+  pid_t pid_ = -1;
+};
+
+std::string reeld_bin();
+std::string reelctl_bin();
+
+// Polls `pred` every 20 ms until it is true or `timeout` passes; returns its last value.
+template <class Pred>
+bool wait_until(Pred pred, std::chrono::milliseconds timeout = std::chrono::milliseconds(10000)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    struct timespec ts{0, 20 * 1000 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+  return pred();
+}
+
+}  // namespace reel::test
