@@ -60,18 +60,28 @@ struct Config {
   } storage;
 };
 
-// Loads and validates one TOML file. Throws ConfigError("<file>:<line>: <key>: <why>").
+inline constexpr const char* kSystemConfigPath = "/etc/reel/reeld.toml";
+
+// Loads and validates one TOML file (at most 1 MiB). Throws ConfigError
+// ("<file>:<line>: <key>: <why>"; several problems: one per line, sorted by line;
+// a missing or unreadable file: its path and the errno text).
 Config load_config_file(const std::string& path);
 // Parses TOML text as if read from `name` (for tests and for --check).
 Config parse_config(const std::string& text, const std::string& name);
 
-// The search order: --config (explicit), $REEL_CONFIG, /etc/reel/reeld.toml,
-// $XDG_CONFIG_HOME/reel/reeld.toml (default ~/.config). Returns the first that
-// exists, or nullopt (embedded defaults). An explicit or $REEL_CONFIG path that
-// does not exist is a ConfigError, not a fallback.
-std::optional<std::string> find_config_file(const std::string& explicit_path);
+// Every key with its value, as TOML (tables and keys sorted). parse_config() of the
+// result gives the same Config; `reeld --check` can print it as the effective config.
+std::string to_toml(const Config& cfg);
+
+// The search order: --config (explicit), $REEL_CONFIG, `system_path`
+// (/etc/reel/reeld.toml; tests pass their own), $XDG_CONFIG_HOME/reel/reeld.toml
+// (default ~/.config). Returns the first that exists, or nullopt (embedded
+// defaults). An explicit or $REEL_CONFIG path that does not exist is a ConfigError,
+// not a fallback.
+std::optional<std::string> find_config_file(const std::string& explicit_path,
+                                            const std::string& system_path = kSystemConfigPath);
 
 // Loads from find_config_file(), or the defaults.
-Config load_config(const std::string& explicit_path);
+Config load_config(const std::string& explicit_path, const std::string& system_path = kSystemConfigPath);
 
 }  // namespace reel

@@ -2,10 +2,17 @@
 //
 // Under systemd (StateDirectory=/RuntimeDirectory=) the unit's directories win; as a
 // normal user with no config, XDG locations are used so `reeld` just works:
-//   state:  $STATE_DIRECTORY, else $XDG_STATE_HOME/reel, else ~/.local/state/reel
-//   socket: $RUNTIME_DIRECTORY/reeld.sock, else $XDG_RUNTIME_DIR/reel/reeld.sock,
-//           else /tmp/reel-<uid>/reeld.sock
-// reelctl uses the same resolution (plus $REEL_SOCKET) so both agree with no flags.
+//   state:  $STATE_DIRECTORY (first entry if systemd gives a ':'-separated list),
+//           else $XDG_STATE_HOME/reel, else ~/.local/state/reel
+//   socket: $RUNTIME_DIRECTORY/reeld.sock (first entry likewise),
+//           else $XDG_RUNTIME_DIR/reel/reeld.sock, else /tmp/reel-<uid>/reeld.sock
+// XDG variables that are not absolute paths are ignored, as the XDG spec says; ~ is
+// $HOME, or the passwd entry's home when $HOME is unset.
+// reelctl uses the same resolution (plus $REEL_SOCKET) so both agree with no flags,
+// and it also finds the system service: when the per-user socket does not exist but
+// /run/reel/reeld.sock does, it talks to that one.
+// Everything here only reads the environment; thread-safe as long as nobody calls
+// setenv() concurrently.
 #pragma once
 
 #include <string>
@@ -13,6 +20,8 @@
 #include "core/config.hpp"
 
 namespace reel {
+
+inline constexpr const char* kSystemSocketPath = "/run/reel/reeld.sock";  // the systemd unit's socket
 
 struct ResolvedPaths {
   std::string state_dir;
@@ -24,7 +33,16 @@ struct ResolvedPaths {
 };
 
 // Pure function of the config and the environment (reads getenv, touches no files).
+// Throws ConfigError when no state directory can be determined (no config value,
+// no $STATE_DIRECTORY / $XDG_STATE_HOME, and no home directory).
 ResolvedPaths resolve_paths(const Config& cfg);
-std::string default_socket_path();   // what reelctl tries when given neither --socket nor $REEL_SOCKET
+
+// What reelctl tries when given no --socket: $REEL_SOCKET, else the per-user socket
+// as above, except that `system_socket` is used when it exists and the per-user one
+// does not (the only file access here: two existence checks).
+std::string default_socket_path(const std::string& system_socket = kSystemSocketPath);
+
+// $XDG_CONFIG_HOME, else ~/.config; "" when neither is known. Used to find reeld.toml.
+std::string user_config_dir();
 
 }  // namespace reel

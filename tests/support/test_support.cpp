@@ -102,6 +102,70 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::vecto
   return r;
 }
 
+RawClient::RawClient(const std::string& socket_path) {
+  fd_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, socket_path.c_str(), sizeof(addr.sun_path) - 1);
+  if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    close(fd_);
+    throw std::runtime_error("cannot connect to " + socket_path + ": " + strerror(e));
+  }
+}
+
+RawClient::~RawClient() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void RawClient::send_raw(const std::string& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw std::runtime_error(std::string("send failed: ") + strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+}
+
+std::optional<std::string> RawClient::read_line(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (auto nl = buf_.find('\n'); nl != std::string::npos) {
+      std::string line = buf_.substr(0, nl);
+      buf_.erase(0, nl + 1);
+      return line;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[65536];
+    ssize_t n = ::read(fd_, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::nullopt;
+    buf_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+std::optional<nlohmann::json> RawClient::read_json(std::chrono::milliseconds timeout) {
+  auto line = read_line(timeout);
+  if (!line) return std::nullopt;
+  return nlohmann::json::parse(*line);
+}
+
+nlohmann::json RawClient::call(const std::string& method, const nlohmann::json& params) {
+  int id = next_id_++;
+  send_raw(nlohmann::json{{"id", id}, {"method", method}, {"params", params}}.dump() + "\n");
+  for (;;) {
+    auto j = read_json();
+    if (!j) throw std::runtime_error("no reply to " + method);
+    if (!j->contains("event")) return *j;
+  }
+}
+
+nlohmann::json RawClient::hello() { return call("hello", {{"protocol", 1}, {"client", "test"}}); }
+
 std::string reeld_bin() { return REELD_BIN; }
 std::string reelctl_bin() { return REELCTL_BIN; }
 
@@ -126,7 +190,7 @@ static bool socket_accepts(const std::string& path) {
   return ok;
 }
 
-void Daemon::start() {
+void Daemon::start(bool wait_for_socket) {
   if (pid_ > 0) throw std::runtime_error("daemon already started");
   pid_ = fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
@@ -142,6 +206,7 @@ void Daemon::start() {
     execl(REELD_BIN, REELD_BIN, "--config", config_.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
+  if (!wait_for_socket) return;
   bool up = wait_until([&] {
     int status;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {

@@ -5,8 +5,11 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace reel::test {
 
@@ -42,7 +45,8 @@ class Daemon {
   explicit Daemon(const std::string& dir, const std::string& extra_config = "",
                   std::vector<std::string> extra_env = {});
   ~Daemon();                                  // SIGKILLs if still running
-  void start();                               // returns once the socket accepts connections
+  // Returns once the socket accepts connections (or at once, when not waiting).
+  void start(bool wait_for_socket = true);
   void kill9();                               // SIGKILL and reap
   int terminate(std::chrono::seconds timeout = std::chrono::seconds(60));  // SIGTERM, returns exit code
   void signal(int sig);
@@ -60,6 +64,29 @@ class Daemon {
   std::string dir_, state_dir_, socket_, config_, log_;
   std::vector<std::string> env_;
   pid_t pid_ = -1;
+};
+
+// A raw protocol client over the real socket, for tests that need to send
+// exactly the bytes they choose (malformed lines, oversized lines, slow reads).
+class RawClient {
+ public:
+  explicit RawClient(const std::string& socket_path);   // throws if it cannot connect
+  ~RawClient();
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+  void send_raw(const std::string& bytes);
+  // One line without its '\n'; nullopt on EOF or timeout.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+  std::optional<nlohmann::json> read_json(std::chrono::milliseconds timeout = std::chrono::milliseconds(10000));
+  // Sends a request and returns the first reply line that is not an event.
+  nlohmann::json call(const std::string& method, const nlohmann::json& params = nlohmann::json::object());
+  nlohmann::json hello();
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  int next_id_ = 1;
+  std::string buf_;
 };
 
 std::string reeld_bin();

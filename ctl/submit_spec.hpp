@@ -1,0 +1,23 @@
+// Turning `reelctl submit` arguments into the JobSpec sent to the daemon.
+//
+// Precedence: the job file (--file) gives the base; MODEL and each flag override the
+// file's field (params and inputs key by key). Input paths typed on the command line
+// are made absolute against `cwd` because the daemon resolves nothing relative to the
+// client; paths in a job file are already resolved against the file's folder by
+// load_job_spec_file. URLs ("scheme://...") are passed through. source is always "ctl".
+#pragma once
+
+#include <string>
+
+#include "args.hpp"
+#include "core/job.hpp"
+
+namespace reel::ctl {
+
+// Throws UsageError (exit 2) for an unreadable or invalid job file or a missing model.
+JobSpec build_submit_spec(const SubmitArgs& args, const std::string& cwd);
+
+// The submit request's `job` object: omits max_attempts when 0 (the daemon's default).
+Json submit_job_json(const JobSpec& spec);
+
+}  // namespace reel::ctl

@@ -1,0 +1,333 @@
+// The loader is driven by one table, kKeys: each entry binds a dotted TOML key to a
+// Config member plus the constraints on its value, so adding a key is one line and
+// the strict walk, the error messages and to_toml() all follow from that table.
+// Keys that are not scalars (e.g. a future [[watch]] array of tables) get a Key with
+// their own bind/emit functions; the walk only needs the dotted name.
+#include "core/config.hpp"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "core/messages.hpp"
+#include "core/paths.hpp"
+#include "core/text_file.hpp"
+
+namespace reel {
+namespace {
+
+constexpr std::size_t kMaxConfigBytes = 1 << 20;
+constexpr double kUnbounded = std::numeric_limits<double>::infinity();
+
+// Problems found while walking one file; all are reported at once, sorted by line.
+class Problems {
+ public:
+  explicit Problems(std::string file) : file_(std::move(file)) {}
+  void add(const toml::source_region& where, const std::string& what) {
+    list_.push_back({where.begin.line, file_ + ":" + std::to_string(where.begin.line) + ": " + what});
+  }
+  void throw_if_any() {
+    if (list_.empty()) return;
+    std::stable_sort(list_.begin(), list_.end(), [](auto& a, auto& b) { return a.first < b.first; });
+    std::string all;
+    for (auto& [line, text] : list_) all += (all.empty() ? "" : "\n") + text;
+    throw ConfigError(all);
+  }
+
+ private:
+  std::string file_;
+  std::vector<std::pair<toml::source_index, std::string>> list_;
+};
+
+std::string type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+  }
+}
+
+// How a member type is read from TOML. Integers are read as int64_t and narrowed
+// only after the range check, so "max_clients = 5000000000" is out of range, not wrapped.
+template <class T> struct TomlType;
+template <> struct TomlType<bool> {
+  using Raw = bool;
+  static constexpr const char* expected = "a boolean";
+  static std::optional<bool> read(const toml::node& n) { return n.value_exact<bool>(); }
+};
+template <> struct TomlType<std::string> {
+  using Raw = std::string;
+  static constexpr const char* expected = "a string";
+  static std::optional<std::string> read(const toml::node& n) { return n.value_exact<std::string>(); }
+};
+template <> struct TomlType<int64_t> {
+  using Raw = int64_t;
+  static constexpr const char* expected = "an integer";
+  static std::optional<int64_t> read(const toml::node& n) { return n.value_exact<int64_t>(); }
+};
+template <> struct TomlType<int> : TomlType<int64_t> {};
+template <> struct TomlType<double> {
+  using Raw = double;
+  static constexpr const char* expected = "a number";
+  static std::optional<double> read(const toml::node& n) {  // "grace = 5" means 5.0
+    if (auto i = n.as_integer()) return static_cast<double>(i->get());
+    return n.value_exact<double>();
+  }
+};
+
+std::string shown(int64_t v) { return std::to_string(v); }
+std::string shown(double v) { return format_number(v); }
+std::string shown(const std::string& v) { return "'" + v + "'"; }
+
+// ---- Constraints: each returns "" when the value is fine, else why it is not. ----
+
+struct AnyValue {
+  template <class V> std::string operator()(const V&) const { return {}; }
+};
+
+struct Between {
+  double lo, hi = kUnbounded;
+  template <class V> std::string operator()(V v) const {
+    double d = static_cast<double>(v);
+    return std::isfinite(d) && d >= lo && d <= hi ? "" : out_of_range(lo, hi, shown(v));
+  }
+};
+Between AtLeast(double lo) { return Between{lo, kUnbounded}; }
+
+struct OneOf {
+  std::vector<std::string> choices;
+  std::string operator()(const std::string& v) const {
+    return std::find(choices.begin(), choices.end(), v) != choices.end() ? "" : not_one_of(choices, v);
+  }
+};
+
+// Empty keeps the built-in default; anything else must be absolute, since reeld's
+// working directory (/ under systemd) is not something a config should depend on.
+struct AbsolutePathOrEmpty {
+  std::size_t max_bytes = PATH_MAX - 1;
+  std::string operator()(const std::string& v) const {
+    if (v.empty()) return {};
+    if (v[0] != '/') return "must be an absolute path (or \"\" for the default), got " + shown(v);
+    if (v.size() > max_bytes)
+      return "must be at most " + std::to_string(max_bytes) + " bytes long, got " + std::to_string(v.size());
+    return {};
+  }
+};
+// sockaddr_un::sun_path holds 108 bytes including the terminating NUL.
+constexpr std::size_t kMaxSocketPathBytes = 107;
+
+struct OctalMode {
+  std::string operator()(const std::string& v) const {
+    bool octal = !v.empty() && v.size() <= 4 && v.find_first_not_of("01234567") == std::string::npos;
+    if (octal && std::stoul(v, nullptr, 8) <= 0777) return {};
+    return "must be an octal permission string between \"0000\" and \"0777\" (e.g. \"0660\"), got " + shown(v);
+  }
+};
+
+// ---- The key table. ----
+
+struct Key {
+  std::string name;  // dotted: "daemon.max_clients"
+  // Reads the node into cfg, or returns why it cannot ("" on success).
+  std::function<std::string(Config&, const toml::node&)> bind;
+  // Writes the current value into the root table at `name`.
+  std::function<void(const Config&, toml::table&)> emit;
+};
+
+toml::table& table_at(toml::table& root, const std::string& dotted_parent) {
+  toml::table* t = &root;
+  std::size_t start = 0;
+  while (start < dotted_parent.size()) {
+    std::size_t dot = dotted_parent.find('.', start);
+    std::string seg = dotted_parent.substr(start, dot - start);
+    t = t->emplace<toml::table>(seg).first->second.as_table();
+    start = dot == std::string::npos ? dotted_parent.size() : dot + 1;
+  }
+  return *t;
+}
+
+template <class Section, class T, class... Checks>
+Key key(std::string name, Section Config::*section, T Section::*member, Checks... checks) {
+  using Type = TomlType<T>;
+  Key k;
+  k.name = name;
+  k.bind = [=](Config& cfg, const toml::node& node) -> std::string {
+    auto raw = Type::read(node);
+    if (!raw) return std::string("expected ") + Type::expected + ", got " + type_name(node);
+    std::string why;
+    (void)((why = checks(*raw), !why.empty()) || ...);  // the first failing check wins
+    if constexpr (std::is_same_v<T, int>)
+      if (why.empty()) why = Between{INT_MIN, INT_MAX}(*raw);
+    if (!why.empty()) return why;
+    cfg.*section.*member = static_cast<T>(*raw);
+    return {};
+  };
+  k.emit = [=](const Config& cfg, toml::table& root) {
+    std::size_t dot = name.rfind('.');
+    std::string parent = dot == std::string::npos ? "" : name.substr(0, dot);
+    const T& v = cfg.*section.*member;
+    table_at(root, parent).insert_or_assign(name.substr(dot + 1), static_cast<typename Type::Raw>(v));
+  };
+  return k;
+}
+
+// The TOML key is spelled exactly like the member, so the two cannot drift apart.
+#define REEL_KEY(table, member, ...) \
+  key(#table "." #member, &Config::table, &decltype(Config::table)::member, __VA_ARGS__)
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> k = {
+      REEL_KEY(daemon, state_dir, AbsolutePathOrEmpty{}),
+      REEL_KEY(daemon, socket_path, AbsolutePathOrEmpty{kMaxSocketPathBytes}),
+      REEL_KEY(daemon, socket_mode, OctalMode{}),
+      REEL_KEY(daemon, socket_group, AnyValue{}),
+      REEL_KEY(daemon, max_concurrent_jobs, Between{1, 1024}),
+      REEL_KEY(daemon, max_clients, Between{1, 65536}),
+      REEL_KEY(daemon, max_request_bytes, Between{1024, 64 << 20}),
+      REEL_KEY(daemon, max_queued_jobs, Between{1, 100000000}),
+      REEL_KEY(daemon, stop_grace_seconds, AtLeast(0)),
+      REEL_KEY(daemon, drain_on_stop, AnyValue{}),
+      REEL_KEY(daemon, cancel_grace_seconds, AtLeast(0)),
+      REEL_KEY(daemon, status_interval_seconds, Between{0.1, 86400}),
+      REEL_KEY(jobs, max_attempts, Between{1, 100}),
+      REEL_KEY(jobs, max_crashes, Between{1, 100}),
+      REEL_KEY(jobs, aging_seconds, AtLeast(1)),
+      REEL_KEY(jobs, output_dir, AbsolutePathOrEmpty{}),
+      REEL_KEY(log, level, OneOf{{"trace", "debug", "info", "warn", "error"}}),
+      REEL_KEY(log, file, AbsolutePathOrEmpty{}),
+      REEL_KEY(log, file_max_bytes, Between{1024, double(int64_t{1} << 40)}),
+      REEL_KEY(log, file_count, Between{1, 100}),
+      REEL_KEY(storage, journal_mode, OneOf{{"auto", "wal", "delete"}}),
+      REEL_KEY(storage, busy_timeout_ms, Between{0, 600000}),
+      REEL_KEY(storage, synchronous, OneOf{{"full", "normal"}}),
+  };
+  return k;
+}
+#undef REEL_KEY
+
+const Key* find_key(const std::string& dotted) {
+  for (const auto& k : keys())
+    if (k.name == dotted) return &k;
+  return nullptr;
+}
+
+// The names directly under `prefix` ("" or "daemon."): keys and sub-tables alike.
+std::vector<std::string> children(const std::string& prefix) {
+  std::vector<std::string> out;
+  for (const auto& k : keys()) {
+    if (k.name.compare(0, prefix.size(), prefix) != 0) continue;
+    std::string child = k.name.substr(prefix.size(), k.name.find('.', prefix.size()) - prefix.size());
+    if (std::find(out.begin(), out.end(), child) == out.end()) out.push_back(child);
+  }
+  return out;
+}
+
+std::string unknown(const std::string& prefix, const std::string& leaf, bool is_table) {
+  std::string what = std::string(is_table ? "unknown table '" : "unknown key '") + prefix + leaf + "'";
+  if (std::string m = closest_match(leaf, children(prefix)); !m.empty())
+    return what + " (did you mean '" + prefix + m + "'?)";
+  if (!is_table)  // the right key in the wrong table: [daemon] max_attempts
+    for (const auto& k : keys())
+      if (k.name.size() > leaf.size() && k.name.compare(k.name.size() - leaf.size() - 1, std::string::npos,
+                                                        "." + leaf) == 0)
+        return what + " (did you mean '" + k.name + "'?)";
+  return what;
+}
+
+void walk(const toml::table& table, const std::string& prefix, Config& cfg, Problems& problems) {
+  for (auto&& [k, node] : table) {
+    std::string leaf(k.str());
+    std::string dotted = prefix + leaf;
+    // Implicit tables ([a.b] without [a]) have no source of their own; the key does.
+    const toml::source_region& where = node.source().begin.line ? node.source() : k.source();
+    // A quoted key holding a dot ("daemon.x" = 1) must not pass for the real key.
+    const Key* known = leaf.find('.') == std::string::npos ? find_key(dotted) : nullptr;
+    if (known) {
+      if (std::string why = known->bind(cfg, node); !why.empty()) problems.add(where, dotted + ": " + why);
+    } else if (leaf.find('.') == std::string::npos && !children(dotted + ".").empty()) {
+      if (auto sub = node.as_table()) walk(*sub, dotted + ".", cfg, problems);
+      else problems.add(where, dotted + ": expected a table, got " + type_name(node));
+    } else {
+      problems.add(where, unknown(prefix, leaf, node.is_table()));
+    }
+  }
+}
+
+[[noreturn]] void no_file(const std::string& path, const char* via, const std::string& why) {
+  throw ConfigError("config file '" + path + "' (" + via + "): " + why);
+}
+
+bool file_exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(name + ":" + std::to_string(e.source().begin.line) + ":" +
+                      std::to_string(e.source().begin.column) + ": " + std::string(e.description()));
+  }
+  Config cfg;
+  cfg.source_path = name;
+  Problems problems(name);
+  walk(root, "", cfg, problems);
+  problems.throw_if_any();
+  return cfg;
+}
+
+Config load_config_file(const std::string& path) {
+  std::string why;
+  auto text = read_text_file(path, kMaxConfigBytes, why);
+  if (!text) throw ConfigError("cannot read config file '" + path + "': " + why);
+  return parse_config(*text, path);
+}
+
+std::string to_toml(const Config& cfg) {
+  toml::table root;
+  for (const auto& k : keys()) k.emit(cfg, root);
+  std::ostringstream out;
+  out << root;
+  return out.str();
+}
+
+std::optional<std::string> find_config_file(const std::string& explicit_path, const std::string& system_path) {
+  auto must_exist = [](const std::string& path, const char* via) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) no_file(path, via, std::strerror(errno));
+    return path;
+  };
+  if (!explicit_path.empty()) return must_exist(explicit_path, "from --config");
+  if (const char* env = std::getenv("REEL_CONFIG"); env && *env) return must_exist(env, "from $REEL_CONFIG");
+  if (!system_path.empty() && file_exists(system_path)) return system_path;
+  if (std::string dir = user_config_dir(); !dir.empty() && file_exists(dir + "/reel/reeld.toml"))
+    return dir + "/reel/reeld.toml";
+  return std::nullopt;
+}
+
+Config load_config(const std::string& explicit_path, const std::string& system_path) {
+  if (auto path = find_config_file(explicit_path, system_path)) return load_config_file(*path);
+  return Config{};
+}
+
+}  // namespace reel

@@ -1,0 +1,253 @@
+#include "server/daemon.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+
+#include <spdlog/spdlog.h>
+
+#include "server/job_runner.hpp"
+#include "server/logging.hpp"
+#include "store/lock_file.hpp"
+#include "store/sqlite_job_store.hpp"
+
+namespace reel {
+
+namespace fs = std::filesystem;
+
+Daemon::Daemon(DaemonOptions options)
+    : options_(std::move(options)),
+      stop_signals_(io_, SIGTERM, SIGINT),
+      reload_signal_(io_, SIGHUP),
+      child_signal_(io_, SIGCHLD),
+      status_timer_(io_),
+      watchdog_timer_(io_),
+      stop_timer_(io_) {}
+
+Daemon::~Daemon() = default;
+
+namespace {
+
+void make_private_dir(const std::string& path, const char* what, const char* key) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec)
+    throw std::runtime_error(std::string("cannot create the ") + what + " " + path + ": " + ec.message() +
+                             "; create it with write access for this user or set " + key);
+  if (::access(path.c_str(), R_OK | W_OK | X_OK) != 0)
+    throw std::runtime_error(std::string("the ") + what + " " + path + " is not writable by this user; fix its "
+                             "permissions or set " + key);
+}
+
+unsigned parse_mode(const std::string& octal) { return static_cast<unsigned>(std::stoul(octal, nullptr, 8)); }
+
+}  // namespace
+
+int Daemon::run() {
+  started_ = std::chrono::steady_clock::now();
+  try {
+    config_ = load_config(options_.config_path);
+  } catch (const std::exception& e) {
+    setup_logging(Config::Log{});
+    spdlog::critical("cannot start: {}", e.what());
+    return 2;
+  }
+  setup_logging(config_.log);
+  try {
+    start_up();
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    return 1;
+  }
+  io_.run();
+  spdlog::info("reeld stopped");
+  return exit_code_;
+}
+
+void Daemon::start_up() {
+  paths_ = resolve_paths(config_);
+  spdlog::info("reeld {} starting (pid {}); config: {}", REEL_VERSION, ::getpid(),
+               config_.source_path.empty() ? "embedded defaults" : config_.source_path);
+  make_private_dir(paths_.state_dir, "state folder", "daemon.state_dir");
+  ::chmod(paths_.state_dir.c_str(), 0750);
+  lock_ = std::make_unique<LockFile>(paths_.lock_file);
+  make_private_dir(paths_.work_dir, "work folder", "daemon.state_dir");
+  make_private_dir(paths_.output_dir, "output folder", "jobs.output_dir");
+
+  store_ = std::make_unique<SqliteJobStore>(paths_.database, SqliteOptions::from_config(config_.storage));
+  for (const auto& id : store_->recover_interrupted(config_.jobs.max_crashes, now_ms())) {
+    auto job = store_->get(id);
+    if (job && job->state == JobState::failed)
+      spdlog::error("job {} failed as poison after {} crashes; inspect with `reelctl show {}`", id,
+                    job->crash_count, id);
+    else
+      spdlog::warn("job {} was running when reeld stopped unexpectedly; re-queued", id);
+  }
+  paused_ = store_->setting("paused").value_or("0") == "1";
+  catalog_.add(sleep_model_info());
+
+  runner_ = std::make_unique<JobRunner>(
+      io_, options_.worker_exe,
+      JobRunner::Callbacks{
+          [this](const std::string& id, const std::string& lease, const Json& ev) { on_worker_event(id, lease, ev); },
+          [this](const std::string& id, const std::string& lease, const RunOutcome& o) {
+            on_worker_done(id, lease, o);
+          }});
+
+  ControlServerOptions so;
+  so.socket_path = paths_.socket_path;
+  so.socket_mode = parse_mode(config_.daemon.socket_mode);
+  so.socket_group = config_.daemon.socket_group;
+  so.max_request_bytes = static_cast<size_t>(config_.daemon.max_request_bytes);
+  so.max_clients = config_.daemon.max_clients;
+  server_ = std::make_unique<ControlServer>(io_, so, *this);
+
+  watch_signals();
+  arm_status_timer();
+  arm_watchdog_timer();
+  auto counts = store_->counts();
+  spdlog::info("ready: socket {}, state {}, {} queued, {}{}", paths_.socket_path, paths_.state_dir, counts.queued,
+               paused_ ? "queue paused (reelctl resume to start jobs)" : "queue running",
+               "");
+  notifier_.ready();
+  publish_status();
+  boost::asio::post(io_, [this] { schedule(); });
+}
+
+void Daemon::watch_signals() {
+  watch_stop_signals();
+  watch_reload_signal();
+  watch_child_signal();
+}
+
+// Each handler re-arms itself: a signal_set delivers one signal per async_wait.
+void Daemon::watch_stop_signals() {
+  stop_signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    begin_stop(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    watch_stop_signals();
+  });
+}
+
+void Daemon::watch_reload_signal() {
+  reload_signal_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    reload_config();
+    watch_reload_signal();
+  });
+}
+
+void Daemon::watch_child_signal() {
+  child_signal_.async_wait([this](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    runner_->reap();
+    watch_child_signal();
+  });
+}
+
+void Daemon::reload_config() {
+  notifier_.reloading();
+  try {
+    Config next = load_config(options_.config_path);
+    ResolvedPaths next_paths = resolve_paths(next);
+    if (next_paths.state_dir != paths_.state_dir || next_paths.socket_path != paths_.socket_path ||
+        next.daemon.socket_mode != config_.daemon.socket_mode || next.daemon.socket_group != config_.daemon.socket_group ||
+        next.storage.journal_mode != config_.storage.journal_mode || next.log.file != config_.log.file)
+      spdlog::warn("config reload: state_dir, socket, storage and log.file changes take effect only after a "
+                   "restart (systemctl restart reeld)");
+    apply_log_level(next.log.level);
+    server_->set_limits(static_cast<size_t>(next.daemon.max_request_bytes), next.daemon.max_clients);
+    // Keep what cannot change without a restart, take everything else.
+    next.daemon.state_dir = config_.daemon.state_dir;
+    next.daemon.socket_path = config_.daemon.socket_path;
+    next.storage = config_.storage;
+    next.log.file = config_.log.file;
+    config_ = std::move(next);
+    spdlog::info("config reloaded from {}", config_.source_path.empty() ? "embedded defaults" : config_.source_path);
+  } catch (const std::exception& e) {
+    spdlog::error("config reload rejected, the previous config stays in force: {}; fix the file and send SIGHUP again",
+                  e.what());
+  }
+  notifier_.notify("READY=1");
+  publish_status();
+  schedule();
+}
+
+void Daemon::begin_stop(const std::string& why) {
+  if (stopping_) {
+    spdlog::info("{} again while stopping; still waiting for {} running job(s)", why, runner_->active());
+    return;
+  }
+  stopping_ = true;
+  draining_ = true;
+  notifier_.stopping();
+  spdlog::info("{}: stopping; {} running job(s)", why, runner_->active());
+  auto grace = std::chrono::duration<double>(config_.daemon.drain_on_stop ? config_.daemon.stop_grace_seconds : 0);
+  stop_timer_.expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(grace));
+  stop_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    if (runner_->active() > 0)
+      spdlog::warn("stop grace over; re-queueing {} running job(s) so they run again after the restart",
+                   runner_->active());
+    for (const auto& job : store_->running()) {
+      if (!runner_->is_running(job.id)) continue;
+      interrupted_by_stop_.insert(job.id);
+      runner_->kill(job.id);
+    }
+  });
+  stop_if_idle();
+}
+
+void Daemon::stop_if_idle() {
+  if (!draining_ || runner_->active() > 0) return;
+  if (!stopping_) {
+    stopping_ = true;
+    notifier_.stopping();
+  }
+  spdlog::info("no jobs running; exiting");
+  boost::system::error_code ignored;
+  stop_timer_.cancel();
+  status_timer_.cancel();
+  watchdog_timer_.cancel();
+  stop_signals_.cancel(ignored);
+  reload_signal_.cancel(ignored);
+  child_signal_.cancel(ignored);
+  server_.reset();   // closes the clients and unlinks the socket
+  io_.stop();
+}
+
+void Daemon::arm_status_timer() {
+  status_timer_.expires_after(std::chrono::milliseconds(static_cast<int64_t>(config_.daemon.status_interval_seconds * 1000)));
+  status_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    publish_status();
+    schedule();   // aging can change the order; a launch that failed is retried
+    arm_status_timer();
+  });
+}
+
+void Daemon::arm_watchdog_timer() {
+  auto interval = notifier_.watchdog_interval();
+  if (!interval) return;
+  notifier_.watchdog();
+  watchdog_timer_.expires_after(*interval);
+  watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) arm_watchdog_timer();
+  });
+}
+
+void Daemon::publish_status() {
+  try {
+    auto c = store_->counts();
+    std::string s = std::to_string(c.queued) + " queued, " + std::to_string(c.running) + " running";
+    if (paused_) s += ", paused";
+    if (draining_) s += ", draining";
+    notifier_.status(s);
+  } catch (const std::exception& e) {
+    notifier_.status(std::string("database error: ") + e.what());
+  }
+}
+
+}  // namespace reel

@@ -1,0 +1,17 @@
+#include "store/job_store.hpp"
+
+namespace reel {
+
+const char* to_string(StoreError::Code c) {
+  switch (c) {
+    case StoreError::Code::not_found: return "not_found";
+    case StoreError::Code::conflict: return "conflict";
+    case StoreError::Code::invalid_state: return "invalid_state";
+    case StoreError::Code::lease_mismatch: return "lease_mismatch";
+    case StoreError::Code::queue_full: return "queue_full";
+    case StoreError::Code::storage: return "storage";
+  }
+  return "unknown";
+}
+
+}  // namespace reel
