@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -81,8 +82,18 @@ void print_job_result(Context& c, const Json& result, const std::string& human) 
   else c.out << human << "\n";
 }
 
+// Ctrl-C while a progress bar is drawn would leave the shell prompt glued to the bar.
+// The job itself keeps running in reeld; only this client goes away.
+extern "C" void on_interrupt(int) {
+  static const char msg[] = "\r\033[K^C (the job keeps running; `reelctl follow ID` resumes watching)\n";
+  ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
+  (void)ignored;
+  _exit(130);
+}
+
 // follow until the job is final; the outcome decides the exit code.
 int follow_to_end(Context& c, std::unique_ptr<Client> client, const std::string& id, int64_t after_seq) {
+  if (c.term.err_tty && !c.g.quiet) std::signal(SIGINT, on_interrupt);
   std::unique_ptr<FollowObserver> observer;
   ProgressView* view = nullptr;
   if (c.g.quiet) {

@@ -64,7 +64,7 @@ std::string format_duration(int64_t ms, int max_units) {
 }
 
 std::string format_clock(int64_t ms) {
-  int64_t s = ms > 0 ? ms / 1000 : 0;
+  int64_t s = ms > 0 ? (ms + 999) / 1000 : 0;   // an ETA rounds up: "0:00" means done
   char buf[48];
   if (s >= 3600)
     std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", static_cast<long long>(s / 3600),

@@ -38,7 +38,10 @@ JobSpec build_submit_spec(const SubmitArgs& a, const std::string& cwd) {
 
 Json submit_job_json(const JobSpec& spec) {
   Json job = spec.to_json();
+  // Defaults are left out rather than spelled as 0 / {}: the daemon fills them in, and
+  // a daemon that predates a field still accepts the request.
   if (spec.max_attempts == 0) job.erase("max_attempts");
+  if (auto p = job.find("policy"); p != job.end() && (p->is_null() || p->empty())) job.erase(p);
   return job;
 }
 

@@ -17,7 +17,8 @@ namespace reel::ctl {
 // Throws UsageError (exit 2) for an unreadable or invalid job file or a missing model.
 JobSpec build_submit_spec(const SubmitArgs& args, const std::string& cwd);
 
-// The submit request's `job` object: omits max_attempts when 0 (the daemon's default).
+// The submit request's `job` object, leaving out fields at their defaults
+// (max_attempts 0, empty policy) so the daemon applies its own.
 Json submit_job_json(const JobSpec& spec);
 
 }  // namespace reel::ctl

@@ -105,6 +105,7 @@ std::string render_job_details(const Json& job, const Json& events, int64_t now_
   if (json_int(p, "total") > 0 || !json_str(p, "stage").empty())
     kv.add("progress", progress_bar(json_int(p, "step"), json_int(p, "total"), json_str(p, "stage"), std::nullopt));
   if (!json_str(job, "rung").empty()) kv.add("rung", json_str(job, "rung"));
+  if (Json policy = field(job, "policy"); policy.is_object() && !policy.empty()) kv.add("policy", compact(policy));
   if (json_bool(job, "cancel_requested")) kv.add("cancel", "requested", Color::yellow);
   for (const auto& o : array_or_empty(field(job, "outputs")))
     kv.add("output", o.is_string() ? o.get<std::string>() : compact(o));

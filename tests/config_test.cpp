@@ -123,7 +123,7 @@ TEST(Config, ShippedFileDocumentsEveryKeyWithItsDefault) {
   Config c = parse_config(uncommented, "uncommented.toml");
   EXPECT_EQ(to_toml(c), to_toml(Config{}));
   EXPECT_EQ(keys_of(uncommented), keys_of(to_toml(Config{})));
-  EXPECT_EQ(keys_of(to_toml(Config{})).size(), 23u);
+  EXPECT_EQ(keys_of(to_toml(Config{})).size(), 36u);
 }
 
 TEST(Config, EveryKeyIsRead) {
@@ -155,6 +155,22 @@ file_count = 2
 journal_mode = "delete"
 busy_timeout_ms = 0
 synchronous = "normal"
+[gpu]
+simulate = ["24GiB", "8G", 1073741824]
+reserve = "1GiB"
+reserve_fraction = 0.05
+inference_margin = "0.5 GB"
+worker_overhead = "600MiB"
+devices = ["GPU-8f6c2f1a-0000", "1", 2]
+probe_interval_seconds = 2.5
+[host]
+ram_reserve = "4G"
+ram_fraction = 0.75
+[scheduler]
+quality_fallback = true
+degrade_now = true
+keep_alive_seconds = 0
+max_resident_models = 2
 )",
                           "all.toml");
   EXPECT_EQ(c.daemon.state_dir, "/var/lib/x");
@@ -180,6 +196,56 @@ synchronous = "normal"
   EXPECT_EQ(c.storage.journal_mode, "delete");
   EXPECT_EQ(c.storage.busy_timeout_ms, 0);
   EXPECT_EQ(c.storage.synchronous, "normal");
+  EXPECT_EQ(c.gpu.simulate, (std::vector<int64_t>{int64_t{24} << 30, int64_t{8} << 30, int64_t{1} << 30}));
+  EXPECT_EQ(c.gpu.reserve, int64_t{1} << 30);
+  EXPECT_DOUBLE_EQ(c.gpu.reserve_fraction, 0.05);
+  EXPECT_EQ(c.gpu.inference_margin, 500000000);
+  EXPECT_EQ(c.gpu.worker_overhead, int64_t{600} << 20);
+  EXPECT_EQ(c.gpu.devices, (std::vector<std::string>{"GPU-8f6c2f1a-0000", "1", "2"}));
+  EXPECT_DOUBLE_EQ(c.gpu.probe_interval_seconds, 2.5);
+  EXPECT_EQ(c.host.ram_reserve, int64_t{4} << 30);
+  EXPECT_DOUBLE_EQ(c.host.ram_fraction, 0.75);
+  EXPECT_TRUE(c.scheduler.quality_fallback);
+  EXPECT_TRUE(c.scheduler.degrade_now);
+  EXPECT_DOUBLE_EQ(c.scheduler.keep_alive_seconds, 0.0);
+  EXPECT_EQ(c.scheduler.max_resident_models, 2);
+  // Sizes and lists round-trip through to_toml() exactly.
+  std::string text = to_toml(c);
+  EXPECT_TRUE(contains(text, "simulate = [ '24GiB', '8GiB', '1GiB' ]")) << text;
+  EXPECT_TRUE(contains(text, "inference_margin = '500MB'")) << text;
+  EXPECT_EQ(to_toml(parse_config(text, "again.toml")), text);
+}
+
+TEST(Config, NewKeyDefaults) {
+  Config c = parse_config("", "empty.toml");
+  EXPECT_TRUE(c.gpu.simulate.empty());
+  EXPECT_EQ(c.gpu.reserve, int64_t{400} << 20);
+  EXPECT_DOUBLE_EQ(c.gpu.reserve_fraction, 0.0);
+  EXPECT_EQ(c.gpu.inference_margin, int64_t{800} << 20);
+  EXPECT_EQ(c.gpu.worker_overhead, int64_t{500} << 20);
+  EXPECT_TRUE(c.gpu.devices.empty());
+  EXPECT_DOUBLE_EQ(c.gpu.probe_interval_seconds, 10.0);
+  EXPECT_EQ(c.host.ram_reserve, int64_t{2} << 30);
+  EXPECT_DOUBLE_EQ(c.host.ram_fraction, 0.9);
+  EXPECT_FALSE(c.scheduler.quality_fallback);
+  EXPECT_FALSE(c.scheduler.degrade_now);
+  EXPECT_DOUBLE_EQ(c.scheduler.keep_alive_seconds, 300.0);
+  EXPECT_EQ(c.scheduler.max_resident_models, 4);
+  std::string text = to_toml(c);
+  EXPECT_TRUE(contains(text, "reserve = '400MiB'")) << text;
+  EXPECT_TRUE(contains(text, "ram_reserve = '2GiB'")) << text;
+  EXPECT_TRUE(contains(text, "simulate = []")) << text;
+}
+
+TEST(Config, SizesAcceptEveryUnitAndPlainBytes) {
+  auto reserve = [](const std::string& v) { return parse_config("[gpu]\nreserve = " + v + "\n", "s.toml").gpu.reserve; };
+  EXPECT_EQ(reserve("\"0\""), 0);
+  EXPECT_EQ(reserve("0"), 0);
+  EXPECT_EQ(reserve("1048576"), 1048576);
+  EXPECT_EQ(reserve("\"512MiB\""), int64_t{512} << 20);
+  EXPECT_EQ(reserve("\"0.4 GB\""), 400000000);
+  EXPECT_EQ(reserve("\"1.5g\""), int64_t{3} << 29);
+  EXPECT_EQ(reserve("\"2 kb\""), 2000);
 }
 
 TEST(Config, DottedKeysAndInlineTablesWork) {
@@ -208,7 +274,7 @@ TEST(Config, UnknownKeySuggestsTheClosest) {
 TEST(Config, UnknownTableNamesLine) {
   EXPECT_EQ(error_of("[daemon]\n[deamon]\nx = 1\n"),
             "reeld.toml:2: unknown table 'deamon' (did you mean 'daemon'?)");
-  EXPECT_EQ(error_of("\n[gpu]\n"), "reeld.toml:2: unknown table 'gpu'");
+  EXPECT_EQ(error_of("\n[network]\n"), "reeld.toml:2: unknown table 'network'");
   EXPECT_EQ(error_of("[daemon.extra]\n"), "reeld.toml:1: unknown table 'daemon.extra'");
 }
 
@@ -277,11 +343,91 @@ TEST(Config, OutOfRangeNamesKeyAndTheAllowedRange) {
       {"[jobs]\noutput_dir = \"~/out\"", "jobs.output_dir: must be an absolute path"},
       {"[daemon]\nsocket_path = \"/" + std::string(120, 'x') + "\"",
        "daemon.socket_path: must be at most 107 bytes long, got 121"},
+      {"[gpu]\nreserve_fraction = -0.1", "gpu.reserve_fraction: must be between 0 and 0.9, got -0.1"},
+      {"[gpu]\nreserve_fraction = 0.95", "gpu.reserve_fraction: must be between 0 and 0.9, got 0.95"},
+      {"[gpu]\nprobe_interval_seconds = 0", "gpu.probe_interval_seconds: must be between 0.1 and 86400, got 0"},
+      {"[host]\nram_fraction = 0.05", "host.ram_fraction: must be between 0.1 and 1, got 0.05"},
+      {"[host]\nram_fraction = 1.5", "host.ram_fraction: must be between 0.1 and 1, got 1.5"},
+      {"[scheduler]\nkeep_alive_seconds = -1",
+       "scheduler.keep_alive_seconds: must be between 0 and 1000000000, got -1"},
+      {"[scheduler]\nkeep_alive_seconds = inf",
+       "scheduler.keep_alive_seconds: must be between 0 and 1000000000, got inf"},
+      {"[scheduler]\nmax_resident_models = 0", "scheduler.max_resident_models: must be between 1 and 1024, got 0"},
   };
   for (const auto& c : cases) {
     std::string e = error_of(c.toml + "\n", "r.toml");
     EXPECT_TRUE(contains(e, "r.toml:2: " + c.message)) << c.toml;
   }
+}
+
+TEST(Config, BadSizeNamesFileLineKeyAndAnExample) {
+  EXPECT_EQ(error_of("[gpu]\nreserve = \"lots\"\n", "/etc/reel/reeld.toml"),
+            "/etc/reel/reeld.toml:2: gpu.reserve: not a size: 'lots' (expected a number followed by an optional "
+            "unit, e.g. \"24GiB\"); write a number and a unit, e.g. \"400MiB\", \"24GiB\" or \"0.5GB\"");
+  EXPECT_EQ(error_of("[gpu]\n\ninference_margin = \"800 MiBs\"\n"),
+            "reeld.toml:3: gpu.inference_margin: not a size: '800 MiBs' (unknown unit 'MiBs'; use B, KiB, MiB, GiB, "
+            "TiB (or K, M, G, T), KB, MB, GB, TB); write a number and a unit, e.g. \"400MiB\", \"24GiB\" or "
+            "\"0.5GB\"");
+  const std::vector<RangeCase> cases = {
+      {"[gpu]\nworker_overhead = \"-500MiB\"", "gpu.worker_overhead: not a size: '-500MiB' (must not be negative)"},
+      {"[gpu]\nworker_overhead = -1", "gpu.worker_overhead: must not be negative, got -1"},
+      {"[gpu]\nreserve = \"1.5\"", "gpu.reserve: not a size: '1.5' (a number of bytes must be whole)"},
+      {"[gpu]\nreserve = \"99999999999TiB\"", "gpu.reserve: not a size: '99999999999TiB' (too large"},
+      {"[gpu]\nreserve = \"\"", "gpu.reserve: not a size: '' (empty)"},
+      {"[gpu]\nreserve = 0.5", "gpu.reserve: expected a size (a string, e.g. \"400MiB\", \"24GiB\" or \"0.5GB\"; "
+                                "or an integer number of bytes), got a float"},
+      {"[gpu]\nreserve = true", "gpu.reserve: expected a size (a string"},
+      {"[host]\nram_reserve = \"2 gigs\"", "host.ram_reserve: not a size: '2 gigs' (unknown unit 'gigs'"},
+      {"[host]\nram_reserve = [\"2GiB\"]", "host.ram_reserve: expected a size (a string"},
+  };
+  for (const auto& c : cases) {
+    std::string e = error_of(c.toml + "\n", "r.toml");
+    EXPECT_TRUE(contains(e, "r.toml:2: " + c.message)) << c.toml;
+  }
+}
+
+TEST(Config, BadListsNameTheEntry) {
+  const std::vector<RangeCase> cases = {
+      {"[gpu]\nsimulate = \"24GiB\"", "gpu.simulate: expected an array, got a string"},
+      {"[gpu]\nsimulate = [\"24GiB\", \"8 GiBs\"]", "gpu.simulate[1]: not a size: '8 GiBs' (unknown unit 'GiBs'"},
+      {"[gpu]\nsimulate = [\"24\"]", "gpu.simulate[0]: must be at least 1MiB, got 24"},
+      {"[gpu]\nsimulate = [0]", "gpu.simulate[0]: must be at least 1MiB, got 0"},
+      {"[gpu]\nsimulate = [\"8GiB\", false]", "gpu.simulate[1]: expected a size (a string"},
+      {"[gpu]\ndevices = \"0\"", "gpu.devices: expected an array, got a string"},
+      {"[gpu]\ndevices = [\"0\", \"\"]", "gpu.devices[1]: expected a GPU UUID (\"GPU-...\") or index (\"0\"), got ''"},
+      {"[gpu]\ndevices = [1.5]", "gpu.devices[0]: expected a GPU UUID (\"GPU-...\") or index (\"0\"), got a float"},
+      {"[gpu]\ndevices = [-1]", "gpu.devices[0]: a GPU index must not be negative, got -1"},
+      {"[gpu]\ndevices = [\"GPU-a\", \"1\", \"GPU-a\"]", "gpu.devices[2]: 'GPU-a' is listed twice"},
+      {"[gpu]\ndevices = [1, \"1\"]", "gpu.devices[1]: '1' is listed twice"},
+  };
+  for (const auto& c : cases) {
+    std::string e = error_of(c.toml + "\n", "r.toml");
+    EXPECT_TRUE(contains(e, "r.toml:2: " + c.message)) << c.toml;
+  }
+  std::string many = "[gpu]\nsimulate = [";
+  for (int i = 0; i < 65; ++i) many += "\"1GiB\", ";
+  EXPECT_TRUE(contains(error_of(many + "]\n", "r.toml"), "r.toml:2: gpu.simulate: must have at most 64 entries, got 65"));
+  EXPECT_TRUE(contains(error_of("[gpu.simulate]\n", "r.toml"), "r.toml:1: gpu.simulate: expected an array, got a table"));
+  // Empty arrays are the defaults.
+  Config c = parse_config("[gpu]\nsimulate = []\ndevices = []\n", "e.toml");
+  EXPECT_TRUE(c.gpu.simulate.empty());
+  EXPECT_TRUE(c.gpu.devices.empty());
+}
+
+TEST(Config, NewKeysWrongTypes) {
+  EXPECT_EQ(error_of("[scheduler]\nquality_fallback = \"yes\"\n"),
+            "reeld.toml:2: scheduler.quality_fallback: expected a boolean, got a string");
+  EXPECT_EQ(error_of("[scheduler]\ndegrade_now = 1\n"),
+            "reeld.toml:2: scheduler.degrade_now: expected a boolean, got an integer");
+  EXPECT_EQ(error_of("[scheduler]\nmax_resident_models = 2.0\n"),
+            "reeld.toml:2: scheduler.max_resident_models: expected an integer, got a float");
+  EXPECT_EQ(error_of("[host]\nram_fraction = \"90%\"\n"),
+            "reeld.toml:2: host.ram_fraction: expected a number, got a string");
+  EXPECT_EQ(error_of("[gpu]\nprobe_interval_seconds = \"10s\"\n"),
+            "reeld.toml:2: gpu.probe_interval_seconds: expected a number, got a string");
+  // The right key in the wrong table.
+  EXPECT_EQ(error_of("[gpu]\nram_reserve = \"2GiB\"\n"),
+            "reeld.toml:2: unknown key 'gpu.ram_reserve' (did you mean 'host.ram_reserve'?)");
 }
 
 TEST(Config, BoundsAreInclusive) {

@@ -249,7 +249,9 @@ TEST(CtlSubmitSpec, FlagsOverrideTheFileAndInputsBecomeAbsolute) {
   EXPECT_EQ(j["max_attempts"], 2);
   SubmitArgs b;
   b.model = "sleep";
-  EXPECT_FALSE(submit_job_json(build_submit_spec(b, "/")).contains("max_attempts"));
+  Json plain = submit_job_json(build_submit_spec(b, "/"));
+  EXPECT_FALSE(plain.contains("max_attempts"));
+  EXPECT_FALSE(plain.contains("policy"));
 }
 
 TEST(CtlSubmitSpec, BadFilesAreUsageErrors) {
@@ -290,6 +292,8 @@ TEST(CtlDuration, Format) {
   EXPECT_EQ(format_clock(4000), "0:04");
   EXPECT_EQ(format_clock(750000), "12:30");
   EXPECT_EQ(format_clock(3723000), "1:02:03");
+  EXPECT_EQ(format_clock(1750), "0:02");
+  EXPECT_EQ(format_clock(0), "0:00");
 }
 
 TEST(CtlExitCodes, MapFromErrorCodes) {
@@ -324,7 +328,7 @@ TEST(CtlExitCodes, ConnectErrorMessages) {
 TEST(CtlRender, TableAlignsColumnsWithoutTrailingBlanks) {
   Table t({"ID", "STATE", "NOTE"});
   t.add_row({{"a"}, {"succeeded", Color::green}, {""}});
-  t.add_row({{"longer-id"}, {"queued"}, {"x"}});
+  t.add_row({{"longer-id"}, {"queued", Color::dim}, {"x"}});
   EXPECT_EQ(t.render(Style{}),
             "ID         STATE      NOTE\n"
             "a          succeeded\n"
@@ -514,8 +518,14 @@ TEST(CtlBinary, MissingSocketExits3AndNamesThePath) {
 }
 
 TEST(CtlBinary, SocketWithoutPermissionExplainsTheGroup) {
-  if (geteuid() == 0) GTEST_SKIP() << "root ignores socket permissions";
+  // Root ignores socket permissions: run reelctl as nobody when we are root.
+  std::vector<std::string> argv;
+  if (geteuid() == 0) {
+    if (access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "root, and no setpriv to drop privileges";
+    argv = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
+  }
   TempDir dir;
+  chmod(dir.path().c_str(), 0755);
   std::string sock = dir.file("locked.sock");
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un addr{};
@@ -524,9 +534,11 @@ TEST(CtlBinary, SocketWithoutPermissionExplainsTheGroup) {
   ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   ASSERT_EQ(listen(fd, 4), 0);
   chmod(sock.c_str(), 0);
-  CommandResult r = test::run_command({test::reelctl_bin(), "--socket", sock, "status"});
+  argv.insert(argv.end(), {test::reelctl_bin(), "--socket", sock, "status"});
+  CommandResult r = test::run_command(argv);
   close(fd);
-  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find(sock), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("permission denied: add yourself to the socket's group"), std::string::npos) << r.err;
 }
 

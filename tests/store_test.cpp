@@ -111,6 +111,9 @@ TEST_F(StoreTest, FreshDatabaseIsMigratedToCurrentSchema) {
   EXPECT_EQ(raw.text("SELECT name FROM sqlite_master WHERE name = 'settings'"), "settings");
   EXPECT_EQ(raw.text("SELECT name FROM sqlite_master WHERE name = 'jobs_state_priority'"),
             "jobs_state_priority");
+  EXPECT_EQ(raw.text("SELECT name FROM sqlite_master WHERE name = 'peaks'"), "peaks");
+  EXPECT_EQ(raw.text("SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name IN ('policy', 'plan', 'min_rung')"),
+            "3");
 }
 
 TEST_F(StoreTest, MigrateStopsAtTargetAndNeverDowngrades) {
@@ -120,8 +123,12 @@ TEST_F(StoreTest, MigrateStopsAtTargetAndNeverDowngrades) {
   EXPECT_EQ(raw.text("SELECT name FROM sqlite_master WHERE name = 'settings'"), "");
   migrate(raw.db, 2);
   EXPECT_EQ(schema_version(raw.db), 2);
+  EXPECT_EQ(raw.text("SELECT name FROM sqlite_master WHERE name = 'peaks'"), "");
+  migrate(raw.db, 3);
+  EXPECT_EQ(schema_version(raw.db), 3);
+  EXPECT_EQ(raw.text("SELECT name FROM sqlite_master WHERE name = 'peaks'"), "peaks");
   migrate(raw.db, 1);   // no downgrade
-  EXPECT_EQ(schema_version(raw.db), 2);
+  EXPECT_EQ(schema_version(raw.db), 3);
   EXPECT_THROW(migrate(raw.db, kSchemaVersion + 1), std::invalid_argument);
 }
 
@@ -144,13 +151,86 @@ TEST_F(StoreTest, V1DatabaseWithAJobIsMigratedAndKeepsTheJob) {
   EXPECT_EQ(job->priority, 5);
   EXPECT_EQ(job->state, JobState::queued);
   EXPECT_EQ(job->idempotency_key, "k1");
+  EXPECT_EQ(job->policy, Json::object());
+  EXPECT_EQ(job->plan, Json::array());
+  EXPECT_EQ(job->min_rung, 0);
   EXPECT_EQ(store->events("abc234").size(), 1u);
   // v2 features work on the migrated database.
   store->set_setting("paused", "1");
   EXPECT_EQ(store->setting("paused"), "1");
   store.reset();
   RawDb raw(db_path());
-  EXPECT_EQ(schema_version(raw.db), 2);
+  EXPECT_EQ(schema_version(raw.db), kSchemaVersion);
+}
+
+TEST_F(StoreTest, V2DatabaseWithAJobIsMigratedToV3AndKeepsTheJob) {
+  // A key made before policies existed: its payload has no "policy" and must still match.
+  JobSpec keyed = spec("sleep", {{"seconds", 3}});
+  keyed.idempotency_key = "k2";
+  {
+    RawDb raw(db_path());
+    migrate(raw.db, 2);
+    ASSERT_EQ(schema_version(raw.db), 2);
+    raw.exec(
+        "INSERT INTO jobs (id, model, params, inputs, priority, state, created_at, max_attempts, source, "
+        "idempotency_key, payload, attempts, rung) VALUES ('def567', 'sleep', '{\"seconds\":3}', '{}', 1, "
+        "'queued', 1000, 2, 'api', 'k2', '" + keyed.canonical_payload() + "', 1, 'gpu')");
+    raw.exec("INSERT INTO job_events (job_id, seq, at, kind, data) VALUES ('def567', 1, 1000, 'submitted', '{}')");
+    raw.exec("INSERT INTO settings (key, value) VALUES ('paused', '1')");
+  }
+  auto store = open();
+  auto job = store->get("def567");
+  ASSERT_TRUE(job);
+  EXPECT_EQ(job->model, "sleep");
+  EXPECT_EQ(job->params["seconds"], 3);
+  EXPECT_EQ(job->priority, 1);
+  EXPECT_EQ(job->state, JobState::queued);
+  EXPECT_EQ(job->source, "api");
+  EXPECT_EQ(job->attempts, 1);
+  EXPECT_EQ(job->idempotency_key, "k2");
+  EXPECT_EQ(job->policy, Json::object());
+  EXPECT_EQ(job->plan, Json::array());
+  EXPECT_EQ(job->min_rung, 0);
+  EXPECT_EQ(store->events("def567").size(), 1u);
+  EXPECT_EQ(store->setting("paused"), "1");
+  {
+    RawDb raw(db_path());
+    EXPECT_EQ(schema_version(raw.db), 3);
+    EXPECT_EQ(raw.text("SELECT policy || plan || min_rung FROM jobs WHERE id = 'def567'"), "{}[]0");
+  }
+  auto again = store->submit(keyed, 2000);
+  EXPECT_TRUE(again.existed);
+  EXPECT_EQ(again.job.id, "def567");
+  // v3 features work on the migrated job and database.
+  store->set_plan("def567", Json::array({{{"rung", "a"}}, {{"rung", "b"}}}), 2001);
+  std::string lease = store->start("def567", "a", 2002).lease;
+  Job back = store->fall_back("def567", lease, 1, {{"from", "a"}, {"to", "b"}, {"reason", "oom"}}, 2003);
+  EXPECT_EQ(back.min_rung, 1);
+  EXPECT_EQ(back.attempts, 1);
+  store->record_peak({"sleep", "a", "1x1"}, 2004);
+  EXPECT_TRUE(store->peak("sleep", "a", "1x1"));
+}
+
+TEST_F(StoreTest, FailQueuedFailsOnlyAQueuedJobAndRecordsWhy) {
+  auto store = open();
+  Job job = store->submit(spec(), 1).job;
+  Json why = {{"needed_device_bytes", 100}};
+  Job failed = store->fail_queued(job.id, "cannot fit", why, 5);
+  EXPECT_EQ(failed.state, JobState::failed);
+  EXPECT_EQ(failed.error, "cannot fit");
+  EXPECT_EQ(failed.attempts, 0);
+  EXPECT_EQ(failed.finished_at, 5);
+  auto events = store->events(job.id);
+  ASSERT_EQ(events.back().kind, "state");
+  EXPECT_EQ(events.back().data["to"], "failed");
+  EXPECT_EQ(events.back().data["needed_device_bytes"], 100);
+  try {
+    store->fail_queued(job.id, "again", Json::object(), 6);
+    FAIL() << "a failed job cannot be failed again";
+  } catch (const StoreError& e) {
+    EXPECT_EQ(e.code, StoreError::Code::invalid_state);
+  }
+  EXPECT_EQ(store->events(job.id).size(), events.size()) << "a refused call changes nothing";
 }
 
 TEST_F(StoreTest, NewerSchemaIsRefusedUntouched) {
@@ -159,7 +239,7 @@ TEST_F(StoreTest, NewerSchemaIsRefusedUntouched) {
     raw.exec("CREATE TABLE future (x); PRAGMA user_version = 99");
   }
   std::string msg = store_error_message([&] { open(); }, StoreError::Code::storage);
-  EXPECT_CONTAINS(msg, "database schema v99 is newer than this reeld supports (v2); upgrade reeld");
+  EXPECT_CONTAINS(msg, "database schema v99 is newer than this reeld supports (v3); upgrade reeld");
   RawDb raw(db_path());
   EXPECT_EQ(schema_version(raw.db), 99);
   EXPECT_EQ(raw.text("PRAGMA journal_mode"), "delete");   // not switched to WAL either
@@ -372,8 +452,284 @@ TEST_F(StoreTest, QueueFull) {
   EXPECT_NO_THROW(store->submit(spec(), 7, 3));
 }
 
-// ---------------------------------------------------------------- executor side
+// A plan of three rungs, best first, as the planner writes it (RungEstimate as JSON).
+Json three_rung_plan() {
+  return Json::array({
+      {{"rung", "resident"}, {"quality", false}, {"device_bytes", 9000}, {"host_bytes", 100}},
+      {{"rung", "t5-cpu"}, {"quality", false}, {"device_bytes", 6000}, {"host_bytes", 4000}},
+      {{"rung", "steps-75"}, {"quality", true}, {"device_bytes", 6000}, {"host_bytes", 4000},
+       {"effective", {{"steps", 22}}}},
+  });
+}
 
+TEST_F(StoreTest, PolicyAndPlanRoundTrip) {
+  std::string id;
+  const Json policy = {{"quality_fallback", true}, {"floor", {{"steps", 20}, {"precision", "bf16"}}}};
+  {
+    auto store = open();
+    JobSpec s = spec("wan");
+    s.policy = policy;
+    auto r = store->submit(s, 1, 0, three_rung_plan());
+    id = r.job.id;
+    EXPECT_EQ(r.job.policy, policy);
+    EXPECT_EQ(r.job.plan, three_rung_plan());
+    EXPECT_EQ(r.job.min_rung, 0);
+    ASSERT_EQ(store->queued().size(), 1u);
+    EXPECT_EQ(store->queued()[0].plan, three_rung_plan());
+    ASSERT_EQ(store->list({}).size(), 1u);
+    EXPECT_EQ(store->list({}).at(0).policy, policy);
+    // Defaults: no policy, no plan.
+    Job plain = store->submit(spec(), 2).job;
+    EXPECT_EQ(plain.policy, Json::object());
+    EXPECT_EQ(plain.plan, Json::array());
+    EXPECT_EQ(store->get(plain.id)->plan, Json::array());
+    // Null counts as empty; other wrong types are refused and nothing is written.
+    EXPECT_EQ(store->submit(spec(), 3, 0, Json()).job.plan, Json::array());
+    EXPECT_THROW(store->submit(spec(), 4, 0, Json::object()), std::invalid_argument);
+    JobSpec bad = spec();
+    bad.policy = Json::array();
+    EXPECT_THROW(store->submit(bad, 5), std::invalid_argument);
+    EXPECT_EQ(store->counts().queued, 3);
+  }
+  auto store = open();   // durable
+  Job j = *store->get(id);
+  EXPECT_EQ(j.policy, policy);
+  EXPECT_EQ(j.plan, three_rung_plan());
+  EXPECT_EQ(j.to_json()["plan"], three_rung_plan());
+  EXPECT_EQ(j.to_json()["policy"], policy);
+}
+
+TEST_F(StoreTest, IdempotencyPayloadIncludesPolicy) {
+  auto store = open();
+  JobSpec s = spec();
+  s.idempotency_key = "render-7";
+  s.policy = {{"quality_fallback", true}};
+  auto first = store->submit(s, 1, 0, three_rung_plan());
+  // Same policy: the same job, whatever plan is given now (the plan is not the work).
+  auto again = store->submit(s, 2, 0, Json::array());
+  EXPECT_TRUE(again.existed);
+  EXPECT_EQ(again.job.id, first.job.id);
+  EXPECT_EQ(again.job.plan, three_rung_plan());
+  // A different policy, or none, is different work.
+  JobSpec other = s;
+  other.policy = {{"quality_fallback", false}};
+  EXPECT_EQ(error_code([&] { store->submit(other, 3); }), StoreError::Code::conflict);
+  other.policy = Json::object();
+  std::string msg = store_error_message([&] { store->submit(other, 4); }, StoreError::Code::conflict);
+  EXPECT_CONTAINS(msg, "render-7");
+  EXPECT_EQ(store->counts().queued, 1);
+}
+
+TEST_F(StoreTest, StartRecordsTheRungInTheJobAndItsStateEvent) {
+  auto store = open();
+  auto id = store->submit(spec(), 1, 0, three_rung_plan()).job.id;
+  Job run = store->start(id, "t5-cpu", 2);
+  EXPECT_EQ(run.rung, "t5-cpu");
+  EXPECT_EQ(store->get(id)->rung, "t5-cpu");
+  auto ev = store->events(id);
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[1].kind, "state");
+  EXPECT_EQ(ev[1].data["from"], "queued");
+  EXPECT_EQ(ev[1].data["to"], "running");
+  EXPECT_EQ(ev[1].data["rung"], "t5-cpu");
+  EXPECT_EQ(ev[1].data["attempt"], 1);
+}
+
+TEST_F(StoreTest, FallBackRequeuesOneRungLowerWithoutChargingAnAttempt) {
+  auto store = open();
+  auto id = store->submit(spec(), 1, 0, three_rung_plan()).job.id;
+  std::string lease = store->start(id, "resident", 2).lease;
+  store->progress(id, lease, {3, 30, "denoise"}, 3);
+  Job back = store->fall_back(id, lease, 1,
+                              {{"from", "resident"}, {"to", "t5-cpu"}, {"reason", "CUDA out of memory"}}, 4);
+  EXPECT_EQ(back.state, JobState::queued);
+  EXPECT_TRUE(back.lease.empty());
+  EXPECT_EQ(back.min_rung, 1);
+  EXPECT_EQ(back.attempts, 0);      // not charged
+  EXPECT_EQ(back.crash_count, 0);   // not a crash
+  EXPECT_EQ(back.finished_at, 0);
+  EXPECT_EQ(back.plan, three_rung_plan());
+  EXPECT_EQ(store->get(id)->min_rung, 1);
+
+  auto ev = store->events(id);
+  ASSERT_EQ(ev.size(), 5u);
+  expect_contiguous(ev);
+  EXPECT_EQ(ev[3].kind, "fallback");
+  EXPECT_EQ(ev[3].at, 4);
+  EXPECT_EQ(ev[3].data, (Json{{"from", "resident"}, {"to", "t5-cpu"}, {"reason", "CUDA out of memory"},
+                              {"from_index", 0}, {"to_index", 1}}));
+  EXPECT_EQ(ev[4].kind, "state");
+  EXPECT_EQ(ev[4].data["from"], "running");
+  EXPECT_EQ(ev[4].data["to"], "queued");
+  EXPECT_EQ(ev[4].data["reason"], "out of memory at rung resident; retrying at rung t5-cpu");
+  EXPECT_EQ(ev[4].data["min_rung"], 1);
+
+  // The old lease is worthless now; a new run gets a new one.
+  EXPECT_EQ(error_code([&] { store->fall_back(id, lease, 2, {}, 5); }), StoreError::Code::lease_mismatch);
+  std::string lease2 = store->start(id, "t5-cpu", 6).lease;
+  EXPECT_EQ(store->get(id)->attempts, 1);
+  EXPECT_EQ(error_code([&] { store->fall_back(id, lease, 2, {}, 7); }), StoreError::Code::lease_mismatch);
+  // It must go lower: the same or a better rung is refused and changes nothing.
+  const size_t n = store->events(id).size();
+  EXPECT_EQ(error_code([&] { store->fall_back(id, lease2, 1, {}, 7); }), StoreError::Code::invalid_state);
+  EXPECT_EQ(error_code([&] { store->fall_back(id, lease2, 0, {}, 7); }), StoreError::Code::invalid_state);
+  EXPECT_EQ(error_code([&] { store->fall_back("nosuch", lease2, 2, {}, 7); }), StoreError::Code::not_found);
+  Job still = *store->get(id);
+  EXPECT_EQ(still.state, JobState::running);
+  EXPECT_EQ(still.lease, lease2);
+  EXPECT_EQ(still.min_rung, 1);
+  EXPECT_EQ(store->events(id).size(), n);
+
+  // Without from/to the store fills them from the run's rung and the plan.
+  back = store->fall_back(id, lease2, 2, {{"reason", "host OOM"}}, 8);
+  EXPECT_EQ(back.min_rung, 2);
+  EXPECT_EQ(back.attempts, 0);
+  ev = store->events(id);
+  ASSERT_EQ(ev.size(), n + 2);
+  expect_contiguous(ev);
+  EXPECT_EQ(ev[n].data, (Json{{"from", "t5-cpu"}, {"to", "steps-75"}, {"reason", "host OOM"}, {"from_index", 1},
+                              {"to_index", 2}}));
+  EXPECT_EQ(ev[n + 1].data["reason"], "out of memory at rung t5-cpu; retrying at rung steps-75");
+
+  Job done = store->finish(id, store->start(id, "steps-75", 9).lease, JobState::succeeded, "", {}, 10);
+  EXPECT_EQ(done.attempts, 1);
+  EXPECT_EQ(done.min_rung, 2);
+}
+
+TEST_F(StoreTest, FallBackOfACancelRequestedJobCancelsIt) {
+  auto store = open();
+  auto id = store->submit(spec(), 1, 0, three_rung_plan()).job.id;
+  std::string lease = store->start(id, "resident", 2).lease;
+  store->cancel(id, 3);
+  Job j = store->fall_back(id, lease, 1, {{"from", "resident"}, {"to", "t5-cpu"}}, 4);
+  EXPECT_EQ(j.state, JobState::cancelled);
+  EXPECT_EQ(j.finished_at, 4);
+  EXPECT_TRUE(j.lease.empty());
+  EXPECT_EQ(j.min_rung, 0);   // no fallback happened
+  auto ev = store->events(id);
+  expect_contiguous(ev);
+  for (const auto& e : ev) EXPECT_NE(e.kind, "fallback");
+  EXPECT_EQ(ev.back().kind, "state");
+  EXPECT_EQ(ev.back().data["from"], "running");
+  EXPECT_EQ(ev.back().data["to"], "cancelled");
+  EXPECT_CONTAINS(ev.back().data["reason"].get<std::string>(), "out of memory at rung resident");
+  EXPECT_CONTAINS(ev.back().data["reason"].get<std::string>(), "cancelled instead of re-queued");
+}
+
+TEST_F(StoreTest, FallBackWithoutAPlanNamesRungsByIndex) {
+  auto store = open();
+  auto id = store->submit(spec(), 1).job.id;
+  std::string lease = store->start(id, "", 2).lease;
+  Job j = store->fall_back(id, lease, 1, Json(), 3);
+  EXPECT_EQ(j.state, JobState::queued);
+  EXPECT_EQ(j.min_rung, 1);
+  auto ev = store->events(id);
+  ASSERT_EQ(ev.size(), 4u);
+  EXPECT_EQ(ev[2].data, (Json{{"from", ""}, {"to", ""}, {"from_index", 0}, {"to_index", 1}}));
+  EXPECT_EQ(ev[3].data["reason"], "out of memory at rung #0; retrying at rung #1");
+}
+
+TEST_F(StoreTest, RetryStartsAgainFromTheBestRung) {
+  auto store = open();
+  auto id = store->submit(spec(), 1, 0, three_rung_plan()).job.id;
+  store->fall_back(id, store->start(id, "resident", 2).lease, 2, {}, 3);
+  store->finish(id, store->start(id, "steps-75", 4).lease, JobState::failed, "still too big", {}, 5);
+  EXPECT_EQ(store->get(id)->min_rung, 2);
+  Job r = store->retry(id, 6);
+  EXPECT_EQ(r.min_rung, 0);
+  EXPECT_EQ(r.plan, three_rung_plan());
+}
+
+TEST_F(StoreTest, SetPlanOfAQueuedJob) {
+  auto store = open();
+  auto id = store->submit(spec(), 1).job.id;
+  store->set_plan(id, three_rung_plan(), 2);
+  EXPECT_EQ(store->get(id)->plan, three_rung_plan());
+  auto ev = store->events(id);
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[1].kind, "plan");
+  EXPECT_EQ(ev[1].data["rungs"], 3);
+  EXPECT_EQ(ev[1].at, 2);
+  store->set_plan(id, three_rung_plan(), 3);   // unchanged: no event
+  EXPECT_EQ(store->events(id).size(), 2u);
+  EXPECT_THROW(store->set_plan(id, Json::object(), 4), std::invalid_argument);
+  store->set_plan(id, Json(), 5);   // null: an empty plan
+  EXPECT_EQ(store->get(id)->plan, Json::array());
+  EXPECT_EQ(store->events(id).back().data["rungs"], 0);
+
+  std::string lease = store->start(id, "", 6).lease;
+  EXPECT_EQ(error_code([&] { store->set_plan(id, three_rung_plan(), 7); }), StoreError::Code::invalid_state);
+  store->finish(id, lease, JobState::succeeded, "", {}, 8);
+  EXPECT_EQ(error_code([&] { store->set_plan(id, three_rung_plan(), 9); }), StoreError::Code::invalid_state);
+  EXPECT_EQ(error_code([&] { store->set_plan("nosuch", three_rung_plan(), 9); }), StoreError::Code::not_found);
+  EXPECT_EQ(store->get(id)->plan, Json::array());
+}
+
+// ---------------------------------------------------------------- peaks
+
+PeakRecord peak_sample(const std::string& model, const std::string& rung, const std::string& shape,
+                       int64_t est_dev, int64_t est_host, int64_t dev, int64_t host) {
+  PeakRecord p;
+  p.model = model;
+  p.rung = rung;
+  p.shape = shape;
+  p.estimate_device = est_dev;
+  p.estimate_host = est_host;
+  p.measured_device = dev;
+  p.measured_host = host;
+  return p;
+}
+
+TEST_F(StoreTest, PeaksKeepTheMaximumAndTheLatestEstimate) {
+  {
+    auto store = open();
+    EXPECT_FALSE(store->peak("wan", "resident", "832x480x81"));
+    EXPECT_TRUE(store->peaks("").empty());
+    PeakRecord first = peak_sample("wan", "resident", "832x480x81", 9000, 100, 9500, 300);
+    first.samples = 42;        // ignored: the store counts
+    first.updated_at = 7;      // ignored: `now` is used
+    store->record_peak(first, 10);
+    auto p = store->peak("wan", "resident", "832x480x81");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->estimate_device, 9000);
+    EXPECT_EQ(p->estimate_host, 100);
+    EXPECT_EQ(p->measured_device, 9500);
+    EXPECT_EQ(p->measured_host, 300);
+    EXPECT_EQ(p->samples, 1);
+    EXPECT_EQ(p->updated_at, 10);
+
+    // Lower device peak, higher host peak, new estimates.
+    store->record_peak(peak_sample("wan", "resident", "832x480x81", 9600, 120, 9100, 400), 20);
+    p = store->peak("wan", "resident", "832x480x81");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->estimate_device, 9600);
+    EXPECT_EQ(p->estimate_host, 120);
+    EXPECT_EQ(p->measured_device, 9500);
+    EXPECT_EQ(p->measured_host, 400);
+    EXPECT_EQ(p->samples, 2);
+    EXPECT_EQ(p->updated_at, 20);
+
+    store->record_peak(peak_sample("wan", "t5-cpu", "832x480x81", 6000, 4000, 6100, 3900), 30);
+    store->record_peak(peak_sample("wan", "resident", "1280x720x81", 12000, 100, 12500, 200), 40);
+    store->record_peak(peak_sample("flux", "resident", "1024x1024", 20000, 500, 19000, 800), 50);
+  }
+  auto store = open();   // durable
+  auto wan = store->peaks("wan");
+  ASSERT_EQ(wan.size(), 3u);   // ordered by rung, then shape
+  EXPECT_EQ(wan[0].rung + " " + wan[0].shape, "resident 1280x720x81");
+  EXPECT_EQ(wan[1].rung + " " + wan[1].shape, "resident 832x480x81");
+  EXPECT_EQ(wan[1].samples, 2);
+  EXPECT_EQ(wan[1].measured_device, 9500);
+  EXPECT_EQ(wan[2].rung, "t5-cpu");
+  EXPECT_EQ(wan[2].measured_host, 3900);
+  auto all = store->peaks("");
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].model, "flux");
+  EXPECT_EQ(all[0].measured_device, 19000);
+  EXPECT_TRUE(store->peaks("nosuch").empty());
+  EXPECT_FALSE(store->peak("wan", "resident", "1x1"));
+  EXPECT_FALSE(store->peak("wan", "steps-75", "832x480x81"));
+}
 TEST_F(StoreTest, StartProgressFinishWithLease) {
   auto store = open();
   auto id = store->submit(spec(), 10).job.id;
@@ -436,7 +792,7 @@ TEST_F(StoreTest, StaleLeaseAfterRequeueChangesNothing) {
   auto store = open();
   auto id = store->submit(spec(), 1).job.id;
   std::string old_lease = store->start(id, "", 2).lease;
-  Job back = store->requeue(id, old_lease, "worker lost", false, 3, 3);
+  Job back = store->requeue(id, old_lease, "worker lost", JobStore::RequeueCause::failed_attempt, 3, 3);
   EXPECT_EQ(back.state, JobState::queued);
   EXPECT_TRUE(back.lease.empty());
   EXPECT_EQ(back.crash_count, 0);   // not a crash
@@ -448,7 +804,7 @@ TEST_F(StoreTest, StaleLeaseAfterRequeueChangesNothing) {
   EXPECT_EQ(error_code([&] { store->add_event(id, old_lease, "log", {}, 5); }), StoreError::Code::lease_mismatch);
   EXPECT_EQ(error_code([&] { store->finish(id, old_lease, JobState::failed, "old", {}, 5); }),
             StoreError::Code::lease_mismatch);
-  EXPECT_EQ(error_code([&] { store->requeue(id, old_lease, "old", true, 3, 5); }),
+  EXPECT_EQ(error_code([&] { store->requeue(id, old_lease, "old", JobStore::RequeueCause::crash, 3, 5); }),
             StoreError::Code::lease_mismatch);
   EXPECT_EQ(error_code([&] { store->progress(id, "", {1, 1, ""}, 5); }), StoreError::Code::lease_mismatch);
   EXPECT_EQ(error_code([&] { store->progress("nosuch", old_lease, {1, 1, ""}, 5); }),
@@ -467,13 +823,13 @@ TEST_F(StoreTest, StaleLeaseAfterRequeueChangesNothing) {
 TEST_F(StoreTest, CrashedRequeueBecomesPoisonAtMaxCrashes) {
   auto store = open();
   auto id = store->submit(spec(), 1).job.id;
-  Job j = store->requeue(id, store->start(id, "", 2).lease, "worker crashed (SIGSEGV)", true, 3, 3);
+  Job j = store->requeue(id, store->start(id, "", 2).lease, "worker crashed (SIGSEGV)", JobStore::RequeueCause::crash, 3, 3);
   EXPECT_EQ(j.state, JobState::queued);
   EXPECT_EQ(j.crash_count, 1);
-  j = store->requeue(id, store->start(id, "", 4).lease, "worker crashed (SIGSEGV)", true, 3, 5);
+  j = store->requeue(id, store->start(id, "", 4).lease, "worker crashed (SIGSEGV)", JobStore::RequeueCause::crash, 3, 5);
   EXPECT_EQ(j.state, JobState::queued);
   EXPECT_EQ(j.crash_count, 2);
-  j = store->requeue(id, store->start(id, "", 6).lease, "worker crashed (SIGSEGV)", true, 3, 7);
+  j = store->requeue(id, store->start(id, "", 6).lease, "worker crashed (SIGSEGV)", JobStore::RequeueCause::crash, 3, 7);
   EXPECT_EQ(j.state, JobState::failed);
   EXPECT_EQ(j.crash_count, 3);
   EXPECT_EQ(j.finished_at, 7);
@@ -560,7 +916,7 @@ TEST_F(StoreTest, RequeueOfACancelRequestedJobCancelsIt) {
   auto id = store->submit(spec(), 1).job.id;
   std::string lease = store->start(id, "", 2).lease;
   store->cancel(id, 3);
-  Job j = store->requeue(id, lease, "daemon stopping", false, 3, 4);
+  Job j = store->requeue(id, lease, "daemon stopping", JobStore::RequeueCause::interrupted, 3, 4);
   EXPECT_EQ(j.state, JobState::cancelled);
   EXPECT_EQ(j.finished_at, 4);
   EXPECT_TRUE(j.lease.empty());

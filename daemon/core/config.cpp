@@ -1,8 +1,9 @@
 // The loader is driven by one table, kKeys: each entry binds a dotted TOML key to a
 // Config member plus the constraints on its value, so adding a key is one line and
 // the strict walk, the error messages and to_toml() all follow from that table.
-// Keys that are not scalars (e.g. a future [[watch]] array of tables) get a Key with
-// their own bind/emit functions; the walk only needs the dotted name.
+// Keys that are not scalars (sizes such as gpu.reserve, arrays such as gpu.simulate, a
+// future [[watch]] array of tables) get a Key with their own bind/emit functions; the
+// walk only needs the dotted name.
 #include "core/config.hpp"
 
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 
 #include <toml++/toml.h>
 
+#include "core/memory_size.hpp"
 #include "core/messages.hpp"
 #include "core/paths.hpp"
 #include "core/text_file.hpp"
@@ -187,9 +189,123 @@ Key key(std::string name, Section Config::*section, T Section::*member, Checks..
   return k;
 }
 
+// ---- Sizes and lists (non-scalar members get their own bind/emit). ----
+
+constexpr const char* kSizeExample = "e.g. \"400MiB\", \"24GiB\" or \"0.5GB\"";
+
+// A size: a string parsed by memory_size.hpp ("24GiB"), or an integer number of bytes.
+std::string read_size(const toml::node& n, int64_t min_bytes, int64_t& out) {
+  if (auto i = n.as_integer()) {
+    out = i->get();
+    if (out < 0) return "must not be negative, got " + std::to_string(out);
+  } else if (auto s = n.as_string()) {
+    std::string why;
+    auto v = parse_memory_size(s->get(), why);
+    if (!v) return "not a size: " + shown(s->get()) + " (" + why + "); write a number and a unit, " + kSizeExample;
+    out = *v;
+  } else {
+    return std::string("expected a size (a string, ") + kSizeExample + "; or an integer number of bytes), got " +
+           type_name(n);
+  }
+  if (out < min_bytes) return "must be at least " + memory_size_string(min_bytes) + ", got " + memory_size_string(out);
+  return {};
+}
+
+std::pair<toml::table*, std::string> parent_and_leaf(toml::table& root, const std::string& name) {
+  std::size_t dot = name.rfind('.');
+  return {&table_at(root, dot == std::string::npos ? "" : name.substr(0, dot)), name.substr(dot + 1)};
+}
+
+template <class Section>
+Key size_key(std::string name, Section Config::*section, int64_t Section::*member, int64_t min_bytes) {
+  Key k;
+  k.name = name;
+  k.bind = [=](Config& cfg, const toml::node& node) -> std::string {
+    int64_t v = 0;
+    if (std::string why = read_size(node, min_bytes, v); !why.empty()) return why;
+    cfg.*section.*member = v;
+    return {};
+  };
+  k.emit = [=](const Config& cfg, toml::table& root) {
+    auto [table, leaf] = parent_and_leaf(root, name);
+    table->insert_or_assign(leaf, memory_size_string(cfg.*section.*member));
+  };
+  return k;
+}
+
+// An array read element by element; `read_one` returns why an element is wrong, and
+// the message names it as "key[i]".
+template <class Section, class T, class ReadOne, class Show>
+Key list_key(std::string name, Section Config::*section, std::vector<T> Section::*member, std::size_t max_items,
+             ReadOne read_one, Show show_one) {
+  Key k;
+  k.name = name;
+  k.bind = [=](Config& cfg, const toml::node& node) -> std::string {
+    auto arr = node.as_array();
+    if (!arr) return "expected an array, got " + type_name(node);
+    if (arr->size() > max_items)
+      return "must have at most " + std::to_string(max_items) + " entries, got " + std::to_string(arr->size());
+    std::vector<T> out;
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+      T v{};
+      if (std::string why = read_one(*arr->get(i), v); !why.empty()) return "[" + std::to_string(i) + "]: " + why;
+      out.push_back(std::move(v));
+    }
+    cfg.*section.*member = std::move(out);
+    return {};
+  };
+  k.emit = [=](const Config& cfg, toml::table& root) {
+    toml::array arr;
+    for (const T& v : cfg.*section.*member) arr.push_back(show_one(v));
+    auto [table, leaf] = parent_and_leaf(root, name);
+    table->insert_or_assign(leaf, std::move(arr));
+  };
+  return k;
+}
+
+Key size_list_key(std::string name, std::vector<int64_t> Config::Gpu::*member, int64_t min_bytes,
+                  std::size_t max_items) {
+  return list_key(
+      std::move(name), &Config::gpu, member, max_items,
+      [=](const toml::node& n, int64_t& v) { return read_size(n, min_bytes, v); },
+      [](int64_t v) { return memory_size_string(v); });
+}
+
+// GPU selectors: a UUID ("GPU-8f6c...") or an NVML index ("0", or the integer 0).
+// Duplicates are refused: they would be a typo for another GPU.
+Key gpu_devices_key(std::string name, std::vector<std::string> Config::Gpu::*member) {
+  Key k = list_key(
+      name, &Config::gpu, member, 64,
+      [](const toml::node& n, std::string& v) -> std::string {
+        if (auto i = n.as_integer()) {
+          if (i->get() < 0) return "a GPU index must not be negative, got " + std::to_string(i->get());
+          v = std::to_string(i->get());
+        } else if (auto s = n.as_string()) {
+          v = s->get();
+          if (v.empty()) return "expected a GPU UUID (\"GPU-...\") or index (\"0\"), got ''";
+        } else {
+          return "expected a GPU UUID (\"GPU-...\") or index (\"0\"), got " + type_name(n);
+        }
+        return {};
+      },
+      [](const std::string& v) { return v; });
+  auto bind = k.bind;
+  k.bind = [=](Config& cfg, const toml::node& node) -> std::string {
+    if (std::string why = bind(cfg, node); !why.empty()) return why;
+    const auto& list = cfg.*(&Config::gpu).*member;
+    for (std::size_t i = 0; i < list.size(); ++i)
+      for (std::size_t j = 0; j < i; ++j)
+        if (list[j] == list[i]) return "[" + std::to_string(i) + "]: " + shown(list[i]) + " is listed twice";
+    return {};
+  };
+  return k;
+}
+
 // The TOML key is spelled exactly like the member, so the two cannot drift apart.
 #define REEL_KEY(table, member, ...) \
   key(#table "." #member, &Config::table, &decltype(Config::table)::member, __VA_ARGS__)
+#define REEL_SIZE_KEY(table, member, min_bytes) \
+  size_key(#table "." #member, &Config::table, &decltype(Config::table)::member, min_bytes)
 
 const std::vector<Key>& keys() {
   static const std::vector<Key> k = {
@@ -216,10 +332,24 @@ const std::vector<Key>& keys() {
       REEL_KEY(storage, journal_mode, OneOf{{"auto", "wal", "delete"}}),
       REEL_KEY(storage, busy_timeout_ms, Between{0, 600000}),
       REEL_KEY(storage, synchronous, OneOf{{"full", "normal"}}),
+      size_list_key("gpu.simulate", &Config::Gpu::simulate, int64_t{1} << 20, 64),
+      REEL_SIZE_KEY(gpu, reserve, 0),
+      REEL_KEY(gpu, reserve_fraction, Between{0, 0.9}),
+      REEL_SIZE_KEY(gpu, inference_margin, 0),
+      REEL_SIZE_KEY(gpu, worker_overhead, 0),
+      gpu_devices_key("gpu.devices", &Config::Gpu::devices),
+      REEL_KEY(gpu, probe_interval_seconds, Between{0.1, 86400}),
+      REEL_SIZE_KEY(host, ram_reserve, 0),
+      REEL_KEY(host, ram_fraction, Between{0.1, 1.0}),
+      REEL_KEY(scheduler, quality_fallback, AnyValue{}),
+      REEL_KEY(scheduler, degrade_now, AnyValue{}),
+      REEL_KEY(scheduler, keep_alive_seconds, Between{0, 1e9}),
+      REEL_KEY(scheduler, max_resident_models, Between{1, 1024}),
   };
   return k;
 }
 #undef REEL_KEY
+#undef REEL_SIZE_KEY
 
 const Key* find_key(const std::string& dotted) {
   for (const auto& k : keys())
@@ -244,9 +374,7 @@ std::string unknown(const std::string& prefix, const std::string& leaf, bool is_
     return what + " (did you mean '" + prefix + m + "'?)";
   if (!is_table)  // the right key in the wrong table: [daemon] max_attempts
     for (const auto& k : keys())
-      if (k.name.size() > leaf.size() && k.name.compare(k.name.size() - leaf.size() - 1, std::string::npos,
-                                                        "." + leaf) == 0)
-        return what + " (did you mean '" + k.name + "'?)";
+      if (k.name.substr(k.name.rfind('.') + 1) == leaf) return what + " (did you mean '" + k.name + "'?)";
   return what;
 }
 
@@ -259,7 +387,9 @@ void walk(const toml::table& table, const std::string& prefix, Config& cfg, Prob
     // A quoted key holding a dot ("daemon.x" = 1) must not pass for the real key.
     const Key* known = leaf.find('.') == std::string::npos ? find_key(dotted) : nullptr;
     if (known) {
-      if (std::string why = known->bind(cfg, node); !why.empty()) problems.add(where, dotted + ": " + why);
+      // A why starting with "[i]: " names an element of an array: "gpu.simulate[1]: ...".
+      if (std::string why = known->bind(cfg, node); !why.empty())
+        problems.add(where, dotted + (why[0] == '[' ? "" : ": ") + why);
     } else if (leaf.find('.') == std::string::npos && !children(dotted + ".").empty()) {
       if (auto sub = node.as_table()) walk(*sub, dotted + ".", cfg, problems);
       else problems.add(where, dotted + ": expected a table, got " + type_name(node));

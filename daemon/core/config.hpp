@@ -5,8 +5,11 @@
 // ConfigError whose message names the file, line and dotted key, so a typo is never
 // silently ignored. Paths left empty are resolved by resolve_paths() (paths.hpp)
 // from the environment (systemd's $STATE_DIRECTORY, XDG variables).
+// Every key also has a range or set of allowed values (the key table in config.cpp,
+// documented in config/reeld.toml); a value outside it is a ConfigError too.
 // A Config is a plain value: the daemon swaps in a new one on SIGHUP only after it
-// loaded and validated completely.
+// loaded and validated completely. The functions are thread-safe (they read the
+// environment; don't setenv() concurrently).
 #pragma once
 
 #include <cstdint>
@@ -58,6 +61,30 @@ struct Config {
     int busy_timeout_ms = 5000;
     std::string synchronous = "full";  // full or normal (see docs/DURABILITY.md)
   } storage;
+
+  // Sizes are bytes here; in the file they are size strings ("400MiB", memory_size.hpp).
+  // How they become DeviceBudgets: make_budgets() in server/device_probe.hpp.
+  struct Gpu {
+    std::vector<int64_t> simulate;     // non-empty: these GPUs (bytes each) instead of NVML
+    int64_t reserve = int64_t{400} << 20;           // kept free on each GPU: driver, desktop
+    double reserve_fraction = 0.0;                  // of each GPU's total; the larger of the two is kept
+    int64_t inference_margin = int64_t{800} << 20;  // kept free on top: estimate error, fragmentation
+    int64_t worker_overhead = int64_t{500} << 20;   // CUDA context of each worker process
+    std::vector<std::string> devices;  // empty: all; else GPU UUIDs or NVML indices ("0")
+    double probe_interval_seconds = 10;
+  } gpu;
+
+  struct Host {
+    int64_t ram_reserve = int64_t{2} << 30;  // host RAM kept free for everything else
+    double ram_fraction = 0.9;               // of MemTotal, the most jobs may use
+  } host;
+
+  struct Scheduler {
+    bool quality_fallback = false;     // default for jobs: may use quality rungs (lower output quality)
+    bool degrade_now = false;          // default for jobs: a worse rung now rather than waiting
+    double keep_alive_seconds = 300;   // an idle resident model is evicted after this; 0: never kept
+    int max_resident_models = 4;       // models kept loaded (idle or busy) at once
+  } scheduler;
 };
 
 inline constexpr const char* kSystemConfigPath = "/etc/reel/reeld.toml";

@@ -30,12 +30,13 @@ std::string JobSpec::canonical_payload() const {
   // nlohmann::json objects are ordered maps, so dump() is canonical for equal content.
   Json j = {{"model", model}, {"params", params}, {"inputs", inputs}, {"priority", priority},
             {"max_attempts", max_attempts}};
+  if (!policy.empty()) j["policy"] = policy;   // absent when empty: keeps keys made before policies existed
   return j.dump();
 }
 
 Json JobSpec::to_json() const {
   Json j = {{"model", model}, {"params", params}, {"inputs", inputs}, {"priority", priority},
-            {"max_attempts", max_attempts}, {"source", source}};
+            {"max_attempts", max_attempts}, {"source", source}, {"policy", policy}};
   if (!idempotency_key.empty()) j["idempotency_key"] = idempotency_key;
   return j;
 }
@@ -59,7 +60,10 @@ Json Job::to_json() const {
               {"rung", rung},
               {"error", error},
               {"progress", {{"step", progress.step}, {"total", progress.total}, {"stage", progress.stage}}},
-              {"cancel_requested", cancel_requested}};
+              {"cancel_requested", cancel_requested},
+              {"policy", policy},
+              {"plan", plan},
+              {"min_rung", min_rung}};
 }
 
 Job Job::from_json(const Json& j) {
@@ -87,6 +91,9 @@ Job Job::from_json(const Json& j) {
     job.progress.stage = p->value("stage", "");
   }
   job.cancel_requested = j.value("cancel_requested", false);
+  job.policy = j.value("policy", Json::object());
+  job.plan = j.value("plan", Json::array());
+  job.min_rung = j.value("min_rung", 0);
   return job;
 }
 

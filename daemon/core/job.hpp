@@ -36,9 +36,14 @@ struct JobSpec {
   int max_attempts = 0;                         // 0: the daemon's [jobs] max_attempts
   std::string idempotency_key;                  // empty: none
   std::string source = "ctl";                   // "ctl", "watch:<folder>", "api"
+  // How the job may be run when it does not fit (budget_scheduler.hpp, JobPolicy):
+  // {"rung": "t5-cpu"} pins a rung; {"quality_fallback": true} allows lower quality;
+  // {"floor": {"steps": 20, "frames": 33, "size": 480, "precision": "bf16"}} bounds it;
+  // {"no_quality_loss": true}; {"degrade_now": true}; {"max_slowdown": 8}.
+  Json policy = Json::object();
 
   // The canonical payload compared for idempotency: everything that defines the
-  // work (model, params, inputs, priority, max_attempts), not who sent it.
+  // work (model, params, inputs, policy, priority, max_attempts), not who sent it.
   std::string canonical_payload() const;
   Json to_json() const;
 };
@@ -70,6 +75,11 @@ struct Job {
   JobProgress progress;
   std::string lease;            // the current run's token; empty unless running
   bool cancel_requested = false;
+  Json policy = Json::object();  // see JobSpec::policy
+  // The plan made at submission: the model's ladder with this job's estimate per rung,
+  // best first (budget_scheduler.hpp, RungEstimate as JSON). Empty for unplanned models.
+  Json plan = Json::array();
+  int min_rung = 0;             // index into plan; raised by each out-of-memory fallback
 
   Json to_json() const;          // the wire form (lease omitted: it is the executor's secret)
   static Job from_json(const Json& j);
@@ -87,6 +97,11 @@ struct JobEvent {
   Json to_json() const;
   static JobEvent from_json(const Json& j);
 };
+
+// Why a run goes back to the queue. Only a failed attempt is charged against
+// max_attempts; a crash counts toward max_crashes instead; an interruption (reeld
+// stopping, a worker that could not start) is charged to nothing.
+enum class RequeueCause { failed_attempt, crash, interrupted };
 
 int64_t now_ms();
 

@@ -10,6 +10,7 @@
 
 #include <toml++/toml.h>
 
+#include "core/budget_scheduler.hpp"
 #include "core/messages.hpp"
 #include "core/text_file.hpp"
 
@@ -94,6 +95,15 @@ const Field kFields[] = {
     {"source", [](JobSpec& s, const Json& v, const Ctx& c) { s.source = string_field(c, "source", v); }},
     {"params", [](JobSpec& s, const Json& v, const Ctx& c) { s.params = object_field(c, "params", v); }},
     {"inputs", set_inputs},
+    {"policy",
+     [](JobSpec& s, const Json& v, const Ctx& c) {
+       s.policy = object_field(c, "policy", v);
+       try {
+         parse_job_policy(s.policy, false);   // only to validate here; the daemon applies its defaults
+       } catch (const std::invalid_argument& e) {
+         fail(c, "policy", "", e.what());
+       }
+     }},
 };
 
 JobSpec from_object(const Json& doc, const Ctx& c) {

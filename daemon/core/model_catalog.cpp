@@ -87,7 +87,8 @@ Json ModelInfo::to_json() const {
                   {"help", p.help}});
   Json ins = Json::array();
   for (const auto& in : inputs) ins.push_back({{"role", in.role}, {"required", in.required}, {"help", in.help}});
-  return {{"name", name}, {"description", description}, {"provider", provider}, {"params", ps}, {"inputs", ins}};
+  return {{"name", name},   {"description", description}, {"provider", provider}, {"params", ps},
+          {"inputs", ins}, {"outputs", outputs},         {"ladder", ladder}};
 }
 
 void ModelCatalog::add(ModelInfo m) {

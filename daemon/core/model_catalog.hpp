@@ -37,6 +37,10 @@ struct ModelInfo {
   std::string provider;   // "builtin" or the plugin's name
   std::vector<ParamSpec> params;
   std::vector<InputSpec> inputs;
+  // The plugin's ladder, best first, placement rungs before quality rungs: each
+  // {"name", "kind": "placement"|"quality", "help", "settings": {...}} (docs/PLUGINS.md).
+  std::vector<Json> ladder;
+  std::vector<std::string> outputs;  // media types of the outputs, e.g. "video/mp4"
   Json to_json() const;
 };
 
@@ -46,13 +50,18 @@ struct ParamValidationError : std::runtime_error {
 
 class ModelCatalog {
  public:
+  // Throws std::invalid_argument for a second model of the same name, a parameter
+  // listed twice, or a default that its own spec would refuse.
   void add(ModelInfo m);
   const ModelInfo* find(const std::string& name) const;
   const std::vector<ModelInfo>& models() const { return models_; }
 
-  // Checks a spec against its model: unknown model, unknown parameter, wrong type,
-  // out of range, missing required input. Returns the params with defaults filled in.
-  // Throws ParamValidationError naming the model and parameter.
+  // Checks a spec against its model: unknown model, unknown parameter, wrong type
+  // (an integer parameter refuses 2.0), out of range (inclusive), not one of the
+  // choices, missing required parameter, unknown input role, missing required input.
+  // Returns the params with defaults filled in. Throws ParamValidationError naming
+  // the model and parameter, with a did-you-mean and the valid names, e.g.
+  //   model 'sleep' has no parameter 'secs' (did you mean 'seconds'?); parameters: seconds, steps, fail_at_step
   Json validate(const JobSpec& spec) const;
 
  private:

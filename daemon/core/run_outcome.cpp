@@ -26,17 +26,24 @@ AfterRun decide_after_run(const Job& job, const RunOutcome& outcome, bool interr
   }
   if (interrupted_by_stop) {
     a.action = AfterRun::Action::requeue;
+    a.cause = RequeueCause::interrupted;
     a.text = "reeld stopped before the job finished; re-queued";
     return a;
   }
   if (outcome.kind == K::crashed) {
     a.action = AfterRun::Action::requeue;
-    a.counts_as_crash = true;
+    a.cause = RequeueCause::crash;
     a.text = "the run crashed (" + outcome.message + ")";
     return a;
   }
+  if (outcome.error_code == "oom") {
+    a.action = AfterRun::Action::fall_back;
+    a.text = "out of memory: " + outcome.message;
+    return a;
+  }
   const bool retryable = outcome.error_code != "bad_input" && outcome.error_code != "missing_weights";
-  std::string what = outcome.error_code + ": " + outcome.message;
+  // The model's own message says what went wrong; the kind is for the policy, not the user.
+  std::string what = outcome.message.empty() ? outcome.error_code : outcome.message;
   if (retryable && job.attempts < job.max_attempts) {
     a.action = AfterRun::Action::requeue;
     a.text = "attempt " + std::to_string(job.attempts) + "/" + std::to_string(job.max_attempts) +

@@ -5,7 +5,9 @@
 //  - success -> succeeded; a cancel request wins over a failure or a crash;
 //  - a crash (the worker died without answering) -> re-queued, counting toward
 //    max_crashes (the store turns the last one into a poison failure);
-//  - oom / internal failures -> re-queued while attempts < max_attempts, else failed;
+//  - out of memory -> fall back: re-queued one allowed rung lower (the daemon finds
+//    which, see next_fallback_rung in budget_scheduler.hpp), not charged as an attempt;
+//  - internal failures -> re-queued while attempts < max_attempts, else failed;
 //  - bad_input / missing_weights -> failed at once: running again cannot help;
 //  - a run interrupted because reeld is stopping -> re-queued, not counted as a crash.
 #pragma once
@@ -22,14 +24,16 @@ struct RunOutcome {
   std::string error_code;     // failed: the worker's error kind (oom, bad_input, internal, ...)
   std::string message;        // failed/crashed: what went wrong, for the job's error text
   std::vector<std::string> outputs;
-  std::string rung;
+  Json info = Json::object();     // the plugin's own report (timings, settings used)
+  int64_t peak_device_bytes = 0;  // measured during the run (0 = unknown)
+  int64_t peak_host_bytes = 0;
 };
 const char* to_string(RunOutcome::Kind k);
 
 struct AfterRun {
-  enum class Action { finish, requeue } action = Action::finish;
+  enum class Action { finish, requeue, fall_back } action = Action::finish;
   JobState final_state = JobState::failed;   // for finish
-  bool counts_as_crash = false;              // for requeue
+  RequeueCause cause = RequeueCause::failed_attempt;   // for requeue
   std::string text;                          // finish: the job's error; requeue: the event's reason
 };
 

@@ -51,7 +51,7 @@ void Daemon::launch(const std::string& job_id) {
     spdlog::error("job {}: cannot start a worker: {}; re-queued, check free memory and the state folder", job.id,
                   e.what());
     try {
-      store_->requeue(job.id, job.lease, std::string("could not start a worker: ") + e.what(), false,
+      store_->requeue(job.id, job.lease, std::string("could not start a worker: ") + e.what(), RequeueCause::interrupted,
                       config_.jobs.max_crashes, now_ms());
     } catch (const std::exception& e2) {
       spdlog::error("job {}: cannot re-queue it either: {}", job.id, e2.what());
@@ -103,7 +103,7 @@ void Daemon::on_worker_done(const std::string& job_id, const std::string& lease,
           spdlog::warn("job {}: {}: {}", job_id, to_string(next.final_state), next.text);
         }
       } else {
-        Job after = store_->requeue(job_id, lease, next.text, next.counts_as_crash, config_.jobs.max_crashes, now_ms());
+        Job after = store_->requeue(job_id, lease, next.text, next.cause, config_.jobs.max_crashes, now_ms());
         if (after.state == JobState::failed)
           spdlog::error("job {}: {}; fix the cause, then `reelctl retry {}`", job_id, after.error, job_id);
         else

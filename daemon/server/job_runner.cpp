@@ -120,7 +120,7 @@ void JobRunner::on_message(const std::shared_ptr<Worker>& w, std::string_view li
   if (r.kind == Reply::Kind::result) {
     out.kind = RunOutcome::Kind::succeeded;
     out.outputs = r.body.value("outputs", std::vector<std::string>{});
-    out.rung = r.body.value("rung", "");
+
   } else {
     out.error_code = r.body.value("code", "internal");
     out.message = r.body.value("message", "");

@@ -64,6 +64,23 @@ CREATE TABLE settings (
 ) WITHOUT ROWID;
 CREATE INDEX jobs_state_priority ON jobs(state, priority, created_at);
 )sql"},
+    {3, R"sql(
+ALTER TABLE jobs ADD COLUMN policy   TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE jobs ADD COLUMN plan     TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE jobs ADD COLUMN min_rung INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE peaks (
+  model           TEXT NOT NULL,
+  rung            TEXT NOT NULL,
+  shape           TEXT NOT NULL,
+  estimate_device INTEGER NOT NULL DEFAULT 0,
+  estimate_host   INTEGER NOT NULL DEFAULT 0,
+  measured_device INTEGER NOT NULL DEFAULT 0,
+  measured_host   INTEGER NOT NULL DEFAULT 0,
+  samples         INTEGER NOT NULL DEFAULT 0,
+  updated_at      INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (model, rung, shape)
+) WITHOUT ROWID;
+)sql"},
 };
 
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion,

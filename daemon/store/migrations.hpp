@@ -12,7 +12,7 @@
 
 namespace reel {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 // PRAGMA user_version of the main database.
 int schema_version(sqlite3* db);

@@ -24,7 +24,7 @@ namespace {
 constexpr const char* kJobColumns =
     "id, model, params, inputs, priority, state, created_at, started_at, finished_at, attempts, "
     "max_attempts, crash_count, source, idempotency_key, outputs, rung, error, progress_step, "
-    "progress_total, progress_stage, lease, cancel_requested";
+    "progress_total, progress_stage, lease, cancel_requested, policy, plan, min_rung";
 
 constexpr const char* kFinalStates = "('succeeded', 'failed', 'cancelled')";
 
@@ -72,7 +72,62 @@ Job read_job(const Statement& q) {
   job.progress.stage = q.text(19);
   job.lease = q.text(20);
   job.cancel_requested = q.int64(21) != 0;
+  job.policy = parse_or(q.text(22), Json::object());
+  if (!job.policy.is_object()) job.policy = Json::object();
+  job.plan = parse_or(q.text(23), Json::array());
+  if (!job.plan.is_array()) job.plan = Json::array();
+  job.min_rung = static_cast<int>(q.int64(24));
   return job;
+}
+
+// Column order read by read_peak().
+constexpr const char* kPeakColumns =
+    "model, rung, shape, estimate_device, estimate_host, measured_device, measured_host, samples, updated_at";
+
+PeakRecord read_peak(const Statement& q) {
+  PeakRecord p;
+  p.model = q.text(0);
+  p.rung = q.text(1);
+  p.shape = q.text(2);
+  p.estimate_device = q.int64(3);
+  p.estimate_host = q.int64(4);
+  p.measured_device = q.int64(5);
+  p.measured_host = q.int64(6);
+  p.samples = q.int64(7);
+  p.updated_at = q.int64(8);
+  return p;
+}
+
+// The JSON a job column holds: null means empty; any other wrong type is the caller's bug.
+Json checked_policy(const Json& policy) {
+  if (policy.is_null()) return Json::object();
+  if (!policy.is_object()) throw std::invalid_argument("a job's policy must be a JSON object, not " + policy.dump());
+  return policy;
+}
+
+Json checked_plan(const Json& plan) {
+  if (plan.is_null()) return Json::array();
+  if (!plan.is_array()) throw std::invalid_argument("a job's plan must be a JSON array, not " + plan.dump());
+  return plan;
+}
+
+// The name of rung `index` of a plan ("" when the plan has no such entry).
+std::string plan_rung(const Json& plan, int index) {
+  if (index < 0 || !plan.is_array() || static_cast<size_t>(index) >= plan.size()) return "";
+  const Json& e = plan[static_cast<size_t>(index)];
+  if (e.is_object()) {
+    auto it = e.find("rung");
+    if (it != e.end() && it->is_string()) return it->get<std::string>();
+  }
+  return "";
+}
+
+// The index of the rung named `rung` in a plan, or -1.
+int plan_index(const Json& plan, const std::string& rung) {
+  if (rung.empty() || !plan.is_array()) return -1;
+  for (size_t i = 0; i < plan.size(); ++i)
+    if (plan_rung(plan, static_cast<int>(i)) == rung) return static_cast<int>(i);
+  return -1;
 }
 
 std::vector<Job> read_jobs(Statement& q) {
@@ -211,9 +266,12 @@ void SqliteJobStore::append_state_event(const Job& before, JobState to, const st
   append_event(before.id, "state", data, now);
 }
 
-Job SqliteJobStore::fail_or_requeue(Job job, const std::string& reason, bool crashed, int max_crashes,
+Job SqliteJobStore::fail_or_requeue(Job job, const std::string& reason, RequeueCause cause, int max_crashes,
                                     int64_t now) {
+  const bool crashed = cause == RequeueCause::crash;
   const int crashes = job.crash_count + (crashed ? 1 : 0);
+  // attempts counts runs the job itself failed; start() charged this one in advance.
+  const int attempts = cause == RequeueCause::failed_attempt ? job.attempts : std::max(0, job.attempts - 1);
   JobState to = JobState::queued;
   std::string error;
   std::string event_reason = reason;
@@ -228,10 +286,11 @@ Job SqliteJobStore::fail_or_requeue(Job job, const std::string& reason, bool cra
   }
   Statement up(db_,
                "UPDATE jobs SET state = ?2, lease = '', crash_count = ?3, error = ?4, "
-               "finished_at = ?5 WHERE id = ?1");
+               "finished_at = ?5, attempts = ?6 WHERE id = ?1");
   up.bind(1, job.id).bind(2, state_str(to)).bind(3, crashes);
   up.bind(4, to == JobState::failed ? error : job.error);
   up.bind(5, is_final(to) ? now : int64_t{0});
+  up.bind(6, attempts);
   up.step();
   Json extra = {{"crash_count", crashes}};
   if (event_reason != reason) extra["cause"] = reason;
@@ -241,7 +300,10 @@ Job SqliteJobStore::fail_or_requeue(Job job, const std::string& reason, bool cra
 
 // ---- JobStore ----
 
-JobStore::SubmitResult SqliteJobStore::submit(const JobSpec& spec, int64_t now, int max_queued) {
+JobStore::SubmitResult SqliteJobStore::submit(const JobSpec& spec, int64_t now, int max_queued,
+                                              const Json& plan) {
+  const Json policy_json = checked_policy(spec.policy);
+  const Json plan_json = checked_plan(plan);
   std::lock_guard<std::mutex> lock(mu_);
   WriteTxn txn(db_);
   const std::string payload = spec.canonical_payload();
@@ -274,13 +336,13 @@ JobStore::SubmitResult SqliteJobStore::submit(const JobSpec& spec, int64_t now, 
     id = new_job_id();
     Statement ins(db_,
                   "INSERT INTO jobs (id, model, params, inputs, priority, state, created_at, max_attempts, "
-                  "source, idempotency_key, payload) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10)");
+                  "source, idempotency_key, payload, policy, plan) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
     ins.bind(1, id).bind(2, spec.model).bind(3, dump(spec.params)).bind(4, dump(Json(spec.inputs)));
     ins.bind(5, spec.priority).bind(6, now).bind(7, max_attempts).bind(8, spec.source);
     if (spec.idempotency_key.empty()) ins.bind_null(9);
     else ins.bind(9, spec.idempotency_key);
-    ins.bind(10, payload);
+    ins.bind(10, payload).bind(11, dump(policy_json)).bind(12, dump(plan_json));
     int rc = ins.step_rc();
     if (rc == SQLITE_DONE) break;
     if (rc == SQLITE_CONSTRAINT_PRIMARYKEY && tries < kMaxIdTries) continue;
@@ -426,11 +488,68 @@ Job SqliteJobStore::finish(const std::string& id, const std::string& lease, JobS
 }
 
 Job SqliteJobStore::requeue(const std::string& id, const std::string& lease, const std::string& reason,
-                            bool crashed, int max_crashes, int64_t now) {
+                            RequeueCause cause, int max_crashes, int64_t now) {
   std::lock_guard<std::mutex> lock(mu_);
   WriteTxn txn(db_);
   Job job = load_with_lease(id, lease);
-  Job out = fail_or_requeue(std::move(job), reason, crashed, max_crashes, now);
+  Job out = fail_or_requeue(std::move(job), reason, cause, max_crashes, now);
+  txn.commit();
+  return out;
+}
+
+Job SqliteJobStore::fall_back(const std::string& id, const std::string& lease, int new_min_rung,
+                              const Json& data, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  WriteTxn txn(db_);
+  Job job = load_with_lease(id, lease);
+  if (new_min_rung <= job.min_rung)
+    throw StoreError(Code::invalid_state, "job " + id + ": a fallback must lower the rung (min_rung " +
+                                              std::to_string(job.min_rung) + " -> " +
+                                              std::to_string(new_min_rung) + " is not lower)");
+  Json event = data.is_object() ? data : Json::object();
+  // The rung that ran out of memory: the caller's word, else the one the run started on.
+  std::string from = event.contains("from") && event["from"].is_string() ? event["from"].get<std::string>() : job.rung;
+  std::string to = event.contains("to") && event["to"].is_string() ? event["to"].get<std::string>()
+                                                                   : plan_rung(job.plan, new_min_rung);
+  if (!event.contains("from")) event["from"] = from;
+  if (!event.contains("to")) event["to"] = to;
+  const int from_index = plan_index(job.plan, from);
+  event["from_index"] = from_index >= 0 ? from_index : job.min_rung;
+  event["to_index"] = new_min_rung;
+  const std::string from_name = from.empty() ? "#" + std::to_string(event["from_index"].get<int>()) : from;
+  const std::string to_name = to.empty() ? "#" + std::to_string(new_min_rung) : to;
+  const std::string reason = "out of memory at rung " + from_name + "; retrying at rung " + to_name;
+
+  if (job.cancel_requested) {
+    // The user's cancel wins, as in requeue: no fallback, the job is cancelled.
+    Job out = fail_or_requeue(std::move(job), "out of memory at rung " + from_name, RequeueCause::interrupted,
+                              /*max_crashes=*/0, now);
+    txn.commit();
+    return out;
+  }
+  Statement up(db_,
+               "UPDATE jobs SET state = 'queued', lease = '', min_rung = ?2, "
+               "attempts = MAX(attempts - 1, 0) WHERE id = ?1");
+  up.bind(1, id).bind(2, new_min_rung);
+  up.step();
+  append_event(id, "fallback", event, now);
+  append_state_event(job, JobState::queued, reason, now, {{"min_rung", new_min_rung}});
+  Job out = load_or_throw(id);
+  txn.commit();
+  return out;
+}
+
+Job SqliteJobStore::fail_queued(const std::string& id, const std::string& error, const Json& data, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  WriteTxn txn(db_);
+  Job job = load_or_throw(id);
+  if (job.state != JobState::queued)
+    throw StoreError(Code::invalid_state, "job " + id + " is " + state_str(job.state) + ", not queued");
+  Statement up(db_, "UPDATE jobs SET state = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1");
+  up.bind(1, id).bind(2, error).bind(3, now);
+  up.step();
+  append_state_event(job, JobState::failed, error, now, data);
+  Job out = load_or_throw(id);
   txn.commit();
   return out;
 }
@@ -473,7 +592,7 @@ Job SqliteJobStore::retry(const std::string& id, int64_t now) {
                                               "; only failed or cancelled jobs can be retried");
   Statement up(db_,
                "UPDATE jobs SET state = 'queued', attempts = 0, crash_count = 0, error = '', outputs = '[]', "
-               "started_at = 0, finished_at = 0, rung = '', lease = '', cancel_requested = 0, "
+               "started_at = 0, finished_at = 0, rung = '', lease = '', cancel_requested = 0, min_rung = 0, "
                "progress_step = 0, progress_total = 0, progress_stage = '' WHERE id = ?1");
   up.bind(1, id);
   up.step();
@@ -498,6 +617,22 @@ Job SqliteJobStore::set_priority(const std::string& id, int priority, int64_t no
   Job out = load_or_throw(id);
   txn.commit();
   return out;
+}
+
+void SqliteJobStore::set_plan(const std::string& id, const Json& plan, int64_t now) {
+  const Json plan_json = checked_plan(plan);
+  std::lock_guard<std::mutex> lock(mu_);
+  WriteTxn txn(db_);
+  Job job = load_or_throw(id);
+  if (job.state != JobState::queued)
+    throw StoreError(Code::invalid_state, "job " + id + " is " + state_str(job.state) +
+                                              "; only a queued job can be re-planned");
+  if (job.plan == plan_json) return;
+  Statement up(db_, "UPDATE jobs SET plan = ?2 WHERE id = ?1");
+  up.bind(1, id).bind(2, dump(plan_json));
+  up.step();
+  append_event(id, "plan", {{"rungs", plan_json.size()}}, now);
+  txn.commit();
 }
 
 int64_t SqliteJobStore::prune(int64_t finished_before) {
@@ -532,7 +667,7 @@ std::vector<std::string> SqliteJobStore::recover_interrupted(int max_crashes, in
     const bool requeued = !job.cancel_requested && !(max_crashes > 0 && crash >= max_crashes);
     if (requeued) reason += "; re-queued";
     ids.push_back(job.id);
-    Job after = fail_or_requeue(std::move(job), reason, /*crashed=*/true, max_crashes, now);
+    Job after = fail_or_requeue(std::move(job), reason, RequeueCause::crash, max_crashes, now);
     spdlog::warn("job {}: {}", after.id, after.state == JobState::failed ? after.error : reason);
   }
   txn.commit();
@@ -556,6 +691,44 @@ void SqliteJobStore::set_setting(const std::string& key, const std::string& valu
   up.bind(1, key).bind(2, value);
   up.step();
   txn.commit();
+}
+
+void SqliteJobStore::record_peak(const PeakRecord& sample, int64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  WriteTxn txn(db_);
+  Statement up(db_,
+               "INSERT INTO peaks (model, rung, shape, estimate_device, estimate_host, measured_device, "
+               "measured_host, samples, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8) "
+               "ON CONFLICT(model, rung, shape) DO UPDATE SET "
+               "estimate_device = excluded.estimate_device, estimate_host = excluded.estimate_host, "
+               "measured_device = MAX(measured_device, excluded.measured_device), "
+               "measured_host = MAX(measured_host, excluded.measured_host), "
+               "samples = samples + 1, updated_at = excluded.updated_at");
+  up.bind(1, sample.model).bind(2, sample.rung).bind(3, sample.shape);
+  up.bind(4, sample.estimate_device).bind(5, sample.estimate_host);
+  up.bind(6, sample.measured_device).bind(7, sample.measured_host).bind(8, now);
+  up.step();
+  txn.commit();
+}
+
+std::optional<PeakRecord> SqliteJobStore::peak(const std::string& model, const std::string& rung,
+                                               const std::string& shape) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement q(db_, std::string("SELECT ") + kPeakColumns +
+                       " FROM peaks WHERE model = ?1 AND rung = ?2 AND shape = ?3");
+  q.bind(1, model).bind(2, rung).bind(3, shape);
+  if (!q.step()) return std::nullopt;
+  return read_peak(q);
+}
+
+std::vector<PeakRecord> SqliteJobStore::peaks(const std::string& model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Statement q(db_, std::string("SELECT ") + kPeakColumns +
+                       " FROM peaks WHERE ?1 = '' OR model = ?1 ORDER BY model, rung, shape");
+  q.bind(1, model);
+  std::vector<PeakRecord> out;
+  while (q.step()) out.push_back(read_peak(q));
+  return out;
 }
 
 void SqliteJobStore::TEST_exec(const std::string& sql) {

@@ -58,7 +58,8 @@ class SqliteJobStore final : public JobStore {
   const std::string& journal_mode() const { return journal_mode_; }
   const std::string& path() const { return path_; }
 
-  SubmitResult submit(const JobSpec& spec, int64_t now, int max_queued = 0) override;
+  SubmitResult submit(const JobSpec& spec, int64_t now, int max_queued = 0,
+                      const Json& plan = Json::array()) override;
   std::optional<Job> get(const std::string& id) override;
   std::vector<Job> list(const JobFilter& filter) override;
   std::vector<Job> queued() override;
@@ -76,17 +77,28 @@ class SqliteJobStore final : public JobStore {
   // A job whose cancel was requested is cancelled instead of re-queued: the user's
   // cancel wins. max_crashes <= 0 means crashes never make a job poison.
   Job requeue(const std::string& id, const std::string& lease, const std::string& reason,
-              bool crashed, int max_crashes, int64_t now) override;
+              RequeueCause cause, int max_crashes, int64_t now) override;
+  Job fall_back(const std::string& id, const std::string& lease, int new_min_rung, const Json& data,
+                int64_t now) override;
 
+  Job fail_queued(const std::string& id, const std::string& error, const Json& data, int64_t now) override;
   Job cancel(const std::string& id, int64_t now) override;
   Job retry(const std::string& id, int64_t now) override;
   // Queued or running jobs only (a finished job has nothing left to order): invalid_state.
   Job set_priority(const std::string& id, int priority, int64_t now) override;
+  // Appends a "plan" event ({"rungs": n}) when the plan changes; an identical plan
+  // writes nothing.
+  void set_plan(const std::string& id, const Json& plan, int64_t now) override;
   int64_t prune(int64_t finished_before) override;
   std::vector<std::string> recover_interrupted(int max_crashes, int64_t now) override;
 
   std::optional<std::string> setting(const std::string& key) override;
   void set_setting(const std::string& key, const std::string& value) override;
+
+  void record_peak(const PeakRecord& sample, int64_t now) override;
+  std::optional<PeakRecord> peak(const std::string& model, const std::string& rung,
+                                 const std::string& shape) override;
+  std::vector<PeakRecord> peaks(const std::string& model) override;
 
   // For tests only: runs SQL on the store's connection under its lock (e.g.
   // "PRAGMA max_page_count" to simulate a full disk, "PRAGMA query_only" a
@@ -103,7 +115,7 @@ class SqliteJobStore final : public JobStore {
   void append_event(const std::string& id, const std::string& kind, const Json& data, int64_t now);
   void append_state_event(const Job& before, JobState to, const std::string& reason, int64_t now,
                           Json extra = Json::object());
-  Job fail_or_requeue(Job job, const std::string& reason, bool crashed, int max_crashes, int64_t now);
+  Job fail_or_requeue(Job job, const std::string& reason, RequeueCause cause, int max_crashes, int64_t now);
 
   std::string path_;
   std::string journal_mode_;
