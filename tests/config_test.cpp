@@ -123,7 +123,7 @@ TEST(Config, ShippedFileDocumentsEveryKeyWithItsDefault) {
   Config c = parse_config(uncommented, "uncommented.toml");
   EXPECT_EQ(to_toml(c), to_toml(Config{}));
   EXPECT_EQ(keys_of(uncommented), keys_of(to_toml(Config{})));
-  EXPECT_EQ(keys_of(to_toml(Config{})).size(), 36u);
+  EXPECT_EQ(keys_of(to_toml(Config{})).size(), 38u);
 }
 
 TEST(Config, EveryKeyIsRead) {
@@ -302,6 +302,16 @@ TEST(Config, WrongTypeNamesKeyAndBothTypes) {
             "reeld.toml:2: jobs.max_attempts: expected an integer, got an array");
   EXPECT_EQ(error_of("[daemon.max_clients]\n"),
             "reeld.toml:1: daemon.max_clients: expected an integer, got a table");
+}
+
+TEST(Config, PluginFoldersMustBeAbsolute) {
+  Config c = parse_config("[plugins]\ndirs = [\"/opt/reel/plugins\"]\nload_timeout_seconds = 5\n", "reeld.toml");
+  EXPECT_EQ(c.plugins.dirs, std::vector<std::string>{"/opt/reel/plugins"});
+  EXPECT_EQ(c.plugins.load_timeout_seconds, 5);
+  EXPECT_EQ(error_of("[plugins]\ndirs = [\"plugins\"]\n"),
+            "reeld.toml:2: plugins.dirs[0]: expected an absolute folder path, got 'plugins'");
+  EXPECT_EQ(error_of("[plugins]\ndirs = [1]\n"),
+            "reeld.toml:2: plugins.dirs[0]: expected an absolute folder path, got an integer");
 }
 
 struct RangeCase {

@@ -36,7 +36,8 @@ struct Harness {
   TempDir dir;
   Daemon daemon;
   std::unique_ptr<RawClient> c;
-  explicit Harness(const std::string& config) : daemon(dir.path(), "") {
+  // `daemon_keys` go into the generated [daemon] table; `config` is appended after it.
+  explicit Harness(const std::string& config, const std::string& daemon_keys = "") : daemon(dir.path(), daemon_keys) {
     write_file(daemon.config_path(), read_file(daemon.config_path()) + config);
     daemon.start();
     c = std::make_unique<RawClient>(daemon.socket());
@@ -56,7 +57,8 @@ struct Harness {
   }
   std::vector<Json> events_of(const std::string& id, const std::string& kind) {
     std::vector<Json> out;
-    for (const auto& e : show(id)["events"])
+    Json shown = show(id);   // keep it alive: ranging over a part of a temporary dangles
+    for (const auto& e : shown["events"])
       if (e["kind"] == kind) out.push_back(e);
     return out;
   }
@@ -114,10 +116,11 @@ TEST(Fallback, ADecodeOutOfMemoryResumesFromTheDenoiseCheckpoint) {
 
 TEST(Fallback, QualityRungsNeedTheJobsConsent) {
   Harness h(config_with("\"8GiB\""));
-  // Every placement rung runs out of memory; only the quality rung would fit.
-  Json params = {{"megabytes", 64}, {"oom_above_mb", 15}};
-  std::string refused = h.submit(memtest(params))["id"];
-  std::string allowed = h.submit(memtest(params, {{"quality_fallback", true}}))["id"];
+  // Both GPU placement rungs run out of memory, the CPU rung is too slow for these
+  // jobs (max_slowdown), and only the quality rung fits under the limit.
+  Json params = {{"megabytes", 64}, {"oom_above_mb", 20}};
+  std::string refused = h.submit(memtest(params, {{"max_slowdown", 5}}))["id"];
+  std::string allowed = h.submit(memtest(params, {{"max_slowdown", 5}, {"quality_fallback", true}}))["id"];
   ASSERT_TRUE(h.wait_final(refused));
   ASSERT_TRUE(h.wait_final(allowed));
   Json r = h.show(refused)["job"];
@@ -145,7 +148,7 @@ TEST(Fallback, AJobWhoseFloorCannotFitEvenAnEmptyDeviceFailsAtOnceWithTheNumbers
 }
 
 TEST(Fallback, AJobThatFitsOnceRunningWorkEndsWaitsInsteadOfDegrading) {
-  Harness h(config_with("\"100MiB\"", "[daemon]\nmax_concurrent_jobs = 4\n"));
+  Harness h(config_with("\"100MiB\""), "max_concurrent_jobs = 4\n");
   std::string first = h.submit(memtest({{"megabytes", 64}, {"steps", 20}, {"step_ms", 100}}))["id"];
   ASSERT_TRUE(wait_until([&] { return h.show(first)["job"]["state"] == "running"; }));
   std::string second = h.submit(memtest({{"megabytes", 64}}))["id"];

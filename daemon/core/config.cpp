@@ -301,6 +301,20 @@ Key gpu_devices_key(std::string name, std::vector<std::string> Config::Gpu::*mem
   return k;
 }
 
+// Folders: absolute paths, so the meaning does not depend on reeld's working directory.
+Key folder_list_key(std::string name, std::vector<std::string> Config::Plugins::*member) {
+  return list_key(
+      std::move(name), &Config::plugins, member, 64,
+      [](const toml::node& n, std::string& v) -> std::string {
+        auto s = n.as_string();
+        if (!s) return "expected an absolute folder path, got " + type_name(n);
+        v = s->get();
+        if (v.empty() || v[0] != '/') return "expected an absolute folder path, got " + shown(v);
+        return {};
+      },
+      [](const std::string& v) { return v; });
+}
+
 // The TOML key is spelled exactly like the member, so the two cannot drift apart.
 #define REEL_KEY(table, member, ...) \
   key(#table "." #member, &Config::table, &decltype(Config::table)::member, __VA_ARGS__)
@@ -345,6 +359,8 @@ const std::vector<Key>& keys() {
       REEL_KEY(scheduler, degrade_now, AnyValue{}),
       REEL_KEY(scheduler, keep_alive_seconds, Between{0, 1e9}),
       REEL_KEY(scheduler, max_resident_models, Between{1, 1024}),
+      folder_list_key("plugins.dirs", &Config::Plugins::dirs),
+      REEL_KEY(plugins, load_timeout_seconds, Between{1, 3600}),
   };
   return k;
 }

@@ -85,6 +85,13 @@ struct Config {
     double keep_alive_seconds = 300;   // an idle resident model is evicted after this; 0: never kept
     int max_resident_models = 4;       // models kept loaded (idle or busy) at once
   } scheduler;
+
+  struct Plugins {
+    // Folders searched for plugin *.so files. Empty: $REEL_PLUGIN_PATH (colon-separated),
+    // then <reeld's folder>/../lib/reel/plugins (install and build trees alike).
+    std::vector<std::string> dirs;
+    double load_timeout_seconds = 60;  // a plugin that has not described itself by then is refused
+  } plugins;
 };
 
 inline constexpr const char* kSystemConfigPath = "/etc/reel/reeld.toml";

@@ -8,8 +8,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include "server/job_runner.hpp"
 #include "server/logging.hpp"
+#include "server/model_workers.hpp"
+#include "server/plugin_registry.hpp"
 #include "store/lock_file.hpp"
 #include "store/sqlite_job_store.hpp"
 
@@ -24,7 +25,8 @@ Daemon::Daemon(DaemonOptions options)
       child_signal_(io_, SIGCHLD),
       status_timer_(io_),
       watchdog_timer_(io_),
-      stop_timer_(io_) {}
+      stop_timer_(io_),
+      probe_timer_(io_) {}
 
 Daemon::~Daemon() = default;
 
@@ -86,15 +88,25 @@ void Daemon::start_up() {
       spdlog::warn("job {} was running when reeld stopped unexpectedly; re-queued", id);
   }
   paused_ = store_->setting("paused").value_or("0") == "1";
-  catalog_.add(sleep_model_info());
 
-  runner_ = std::make_unique<JobRunner>(
-      io_, options_.worker_exe,
-      JobRunner::Callbacks{
+  probe_ = std::make_unique<DeviceProbe>(config_);
+  probe_devices();
+  spdlog::info("devices: {}", probe_->source());
+
+  plugins_ = std::make_unique<PluginRegistry>(io_, options_.worker_exe);
+  plugins_->load(discover_plugins(plugin_dirs(config_, options_.worker_exe)),
+                 std::chrono::milliseconds(static_cast<int64_t>(config_.plugins.load_timeout_seconds * 1000)));
+
+  workers_ = std::make_unique<ModelWorkers>(
+      io_, options_.worker_exe, [this](const std::string& device) { return bind_device(device); },
+      ModelWorkers::Callbacks{
           [this](const std::string& id, const std::string& lease, const Json& ev) { on_worker_event(id, lease, ev); },
           [this](const std::string& id, const std::string& lease, const RunOutcome& o) {
             on_worker_done(id, lease, o);
-          }});
+          },
+          [this] { request_schedule(); }});
+  workers_->set_keep_alive(
+      std::chrono::milliseconds(static_cast<int64_t>(config_.scheduler.keep_alive_seconds * 1000)));
 
   ControlServerOptions so;
   so.socket_path = paths_.socket_path;
@@ -107,13 +119,25 @@ void Daemon::start_up() {
   watch_signals();
   arm_status_timer();
   arm_watchdog_timer();
+  arm_probe_timer();
   auto counts = store_->counts();
   spdlog::info("ready: socket {}, state {}, {} queued, {}{}", paths_.socket_path, paths_.state_dir, counts.queued,
                paused_ ? "queue paused (reelctl resume to start jobs)" : "queue running",
                "");
   notifier_.ready();
   publish_status();
-  boost::asio::post(io_, [this] { schedule(); });
+  request_schedule();
+}
+
+void Daemon::request_schedule() {
+  // Many events can free capacity at once (a job ends, its worker goes idle...);
+  // one scheduling pass after them is enough.
+  if (schedule_posted_) return;
+  schedule_posted_ = true;
+  boost::asio::post(io_, [this] {
+    schedule_posted_ = false;
+    schedule();
+  });
 }
 
 void Daemon::watch_signals() {
@@ -142,7 +166,7 @@ void Daemon::watch_reload_signal() {
 void Daemon::watch_child_signal() {
   child_signal_.async_wait([this](const boost::system::error_code& ec, int) {
     if (ec) return;
-    runner_->reap();
+    WorkerProcess::reap_all();
     watch_child_signal();
   });
 }
@@ -158,6 +182,8 @@ void Daemon::reload_config() {
       spdlog::warn("config reload: state_dir, socket, storage and log.file changes take effect only after a "
                    "restart (systemctl restart reeld)");
     apply_log_level(next.log.level);
+    workers_->set_keep_alive(
+        std::chrono::milliseconds(static_cast<int64_t>(next.scheduler.keep_alive_seconds * 1000)));
     server_->set_limits(static_cast<size_t>(next.daemon.max_request_bytes), next.daemon.max_clients);
     // Keep what cannot change without a restart, take everything else.
     next.daemon.state_dir = config_.daemon.state_dir;
@@ -172,36 +198,35 @@ void Daemon::reload_config() {
   }
   notifier_.notify("READY=1");
   publish_status();
-  schedule();
+  request_schedule();
 }
 
 void Daemon::begin_stop(const std::string& why) {
   if (stopping_) {
-    spdlog::info("{} again while stopping; still waiting for {} running job(s)", why, runner_->active());
+    spdlog::info("{} again while stopping; still waiting for {} running job(s)", why, active_runs());
     return;
   }
   stopping_ = true;
   draining_ = true;
   notifier_.stopping();
-  spdlog::info("{}: stopping; {} running job(s)", why, runner_->active());
+  spdlog::info("{}: stopping; {} running job(s)", why, active_runs());
   auto grace = std::chrono::duration<double>(config_.daemon.drain_on_stop ? config_.daemon.stop_grace_seconds : 0);
   stop_timer_.expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(grace));
   stop_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
-    if (runner_->active() > 0)
+    if (active_runs() > 0)
       spdlog::warn("stop grace over; re-queueing {} running job(s) so they run again after the restart",
-                   runner_->active());
-    for (const auto& job : store_->running()) {
-      if (!runner_->is_running(job.id)) continue;
-      interrupted_by_stop_.insert(job.id);
-      runner_->kill(job.id);
+                   active_runs());
+    for (const auto& run : workers_->running()) {
+      interrupted_by_stop_.insert(run.job_id);
+      workers_->kill(run.job_id);
     }
   });
   stop_if_idle();
 }
 
 void Daemon::stop_if_idle() {
-  if (!draining_ || runner_->active() > 0) return;
+  if (!draining_ || active_runs() > 0) return;
   if (!stopping_) {
     stopping_ = true;
     notifier_.stopping();
@@ -214,7 +239,9 @@ void Daemon::stop_if_idle() {
   stop_signals_.cancel(ignored);
   reload_signal_.cancel(ignored);
   child_signal_.cancel(ignored);
+  probe_timer_.cancel();
   server_.reset();   // closes the clients and unlinks the socket
+  workers_->evict_all_idle("reeld is stopping");
   io_.stop();
 }
 
@@ -223,7 +250,7 @@ void Daemon::arm_status_timer() {
   status_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     publish_status();
-    schedule();   // aging can change the order; a launch that failed is retried
+    request_schedule();   // aging can change the order; a launch that failed is retried
     arm_status_timer();
   });
 }

@@ -20,23 +20,31 @@
 
 #include <boost/asio.hpp>
 
+#include "core/budget_scheduler.hpp"
 #include "core/config.hpp"
-#include "core/model_catalog.hpp"
 #include "core/paths.hpp"
 #include "core/run_outcome.hpp"
 #include "server/control_server.hpp"
+#include "server/device_probe.hpp"
+#include "server/model_workers.hpp"
 #include "server/sd_notify.hpp"
 
 namespace reel {
 
 class JobStore;
-class JobRunner;
 class LockFile;
+class ModelWorkers;
+class PluginRegistry;
 
 struct DaemonOptions {
   std::string config_path;     // --config; empty: the search order in config.hpp
   std::string worker_exe;      // the executable started for workers (this one)
 };
+
+// Where plugins are looked for: plugins.dirs from the config, else $REEL_PLUGIN_PATH
+// (colon-separated), then <dir of reeld>/../lib/reel/plugins (the install layout, and
+// the build tree's, which mirrors it).
+std::vector<std::string> plugin_dirs(const Config& cfg, const std::string& reeld_exe);
 
 class Daemon : public RequestHandler {
  public:
@@ -65,11 +73,24 @@ class Daemon : public RequestHandler {
   void publish_status();
 
   // Running jobs (execution.cpp)
+  void request_schedule();   // coalesced: one pass after the current handler
   void schedule();
-  void launch(const std::string& job_id);
+  void launch(const Decision& d, const PlannedJob& job);
+  void fail_unschedulable(const Decision& d);
   void on_worker_event(const std::string& job_id, const std::string& lease, const Json& event);
   void on_worker_done(const std::string& job_id, const std::string& lease, const RunOutcome& outcome);
+  void record_peak(const Job& job, const RunOutcome& outcome);
   void job_changed(const std::string& job_id);
+  size_t active_runs() const;
+
+  // Devices and budgets (devices.cpp)
+  void probe_devices();
+  void arm_probe_timer();
+  std::vector<DeviceBudget> budgets() const;
+  DeviceBinding bind_device(const std::string& device) const;
+  Json devices_json() const;
+  // Applies measured peaks to a fresh plan (estimates only ever go up).
+  void correct_plan(const std::string& model, Json& plan);
 
   // Requests (requests.cpp)
   using Method = void (Daemon::*)(const SessionPtr&, const Request&);
@@ -87,6 +108,7 @@ class Daemon : public RequestHandler {
   void do_models(const SessionPtr&, const Request&);
   void do_follow(const SessionPtr&, const Request&);
   void do_prune(const SessionPtr&, const Request&);
+  void do_plugins(const SessionPtr&, const Request&);
 
   // Follow streams: a session waiting for a job's events (requests.cpp).
   struct Follower {
@@ -102,15 +124,22 @@ class Daemon : public RequestHandler {
   ResolvedPaths paths_;
   boost::asio::io_context io_;
   boost::asio::signal_set stop_signals_, reload_signal_, child_signal_;
-  boost::asio::steady_timer status_timer_, watchdog_timer_, stop_timer_;
+  boost::asio::steady_timer status_timer_, watchdog_timer_, stop_timer_, probe_timer_;
   SystemdNotifier notifier_;
-  ModelCatalog catalog_;
   std::unique_ptr<LockFile> lock_;
   std::unique_ptr<JobStore> store_;
-  std::unique_ptr<JobRunner> runner_;
+  std::unique_ptr<PluginRegistry> plugins_;
+  std::unique_ptr<ModelWorkers> workers_;
+  std::unique_ptr<DeviceProbe> probe_;
+  std::vector<GpuInfo> gpus_;                        // as last probed
+  HostMemory host_memory_;
   std::unique_ptr<ControlServer> server_;
   std::multimap<std::string, Follower> followers_;   // by job id
   std::set<std::string> interrupted_by_stop_;        // jobs whose worker we killed to stop
+  struct Launched { int rung_index; RungEstimate estimate; std::string device; };
+  std::map<std::string, Launched> launched_;         // running jobs: what they were started with
+  std::map<std::string, std::string> waiting_;       // queued job -> why it is not running (last decision)
+  bool schedule_posted_ = false;
   std::chrono::steady_clock::time_point started_;
   bool paused_ = false, draining_ = false, stopping_ = false;
   int exit_code_ = 0;

@@ -1,63 +1,108 @@
-// Daemon: starting jobs, and recording what their workers report.
+// Daemon: deciding what runs where, starting it, and recording what workers report.
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
 
-#include "core/scheduler.hpp"
+#include "core/run_plan.hpp"
 #include "server/daemon.hpp"
-#include "server/job_runner.hpp"
+#include "server/model_workers.hpp"
+#include "server/plugin_registry.hpp"
 #include "store/job_store.hpp"
 
 namespace reel {
 
 namespace fs = std::filesystem;
 
+size_t Daemon::active_runs() const { return workers_ ? workers_->active() : 0; }
+
 void Daemon::schedule() {
-  if (!store_ || !runner_) return;
-  SchedulingPolicy policy;
-  policy.max_concurrent_jobs = config_.daemon.max_concurrent_jobs;
-  policy.aging_seconds = config_.jobs.aging_seconds;
-  policy.paused = paused_;
-  policy.draining = draining_;
-  if (policy.paused || policy.draining || static_cast<int>(runner_->active()) >= policy.max_concurrent_jobs) return;
-  std::vector<std::string> picks;
+  if (!store_ || !workers_) return;
+  SchedulerInput in;
+  in.policy.max_concurrent_jobs = config_.daemon.max_concurrent_jobs;
+  in.policy.aging_seconds = config_.jobs.aging_seconds;
+  in.policy.paused = paused_;
+  in.policy.draining = draining_;
+  if (in.policy.paused || in.policy.draining) return;
   try {
-    picks = pick_jobs_to_start(store_->queued(), static_cast<int>(runner_->active()), policy, now_ms());
+    for (const auto& job : store_->queued()) in.queued.push_back(planned_job(job, config_.scheduler.quality_fallback));
   } catch (const std::exception& e) {
     spdlog::error("cannot read the queue: {}; retrying at the next status tick", e.what());
     return;
   }
-  for (const auto& id : picks) launch(id);
+  if (config_.scheduler.degrade_now)
+    for (auto& q : in.queued) q.policy.degrade_now = true;
+  in.running = workers_->running();
+  in.resident = workers_->residents();
+  in.devices = budgets();
+  in.now = now_ms();
+  SchedulerOutput out = schedule_jobs(in);
+
+  waiting_.clear();
+  for (const auto& w : out.waiting) waiting_[w.job_id] = w.reason;
+  std::map<std::string, const PlannedJob*> by_id;
+  for (const auto& q : in.queued) by_id[q.job.id] = &q;
+  for (const auto& d : out.decisions) {
+    switch (d.kind) {
+      case Decision::Kind::evict:
+        workers_->evict(d.model, d.device, d.rung, d.message.empty() ? "room needed" : d.message);
+        break;
+      case Decision::Kind::start:
+        if (auto it = by_id.find(d.job_id); it != by_id.end()) launch(d, *it->second);
+        break;
+      case Decision::Kind::fail:
+        fail_unschedulable(d);
+        break;
+    }
+  }
 }
 
-void Daemon::launch(const std::string& job_id) {
+void Daemon::launch(const Decision& d, const PlannedJob& planned) {
   Job job;
   try {
-    job = store_->start(job_id, "", now_ms());
+    job = store_->start(d.job_id, d.rung, now_ms());
+    Json data = {{"device", d.device}, {"rung", d.rung}, {"rung_index", d.rung_index}, {"explain", d.explain}};
+    store_->add_event(job.id, job.lease, "scheduled", data, now_ms());
   } catch (const std::exception& e) {
-    spdlog::error("job {}: cannot mark it running: {}; it stays queued", job_id, e.what());
+    spdlog::error("job {}: cannot mark it running: {}; it stays queued", d.job_id, e.what());
     return;
   }
-  job_changed(job_id);
-  const std::string work_dir = paths_.work_dir + "/" + job.id;
-  const std::string output_dir = paths_.output_dir + "/" + job.id;
+  job_changed(job.id);
+  RunRequest req;
+  req.job = job;
+  req.plugin_source = plugins_->source_of(job.model);
+  req.device = d.device;
+  if (d.rung_index >= 0 && d.rung_index < static_cast<int>(planned.plan.size()))
+    req.estimate = planned.plan[static_cast<size_t>(d.rung_index)];
+  else
+    req.estimate.rung = d.rung;
+  req.rung_entry = plugins_->ladder_rung(job.model, d.rung);
+  if (req.rung_entry.is_null()) req.rung_entry = Json{{"name", d.rung}, {"kind", "placement"}, {"settings", Json::object()}};
+  req.work_dir = paths_.work_dir + "/" + job.id;
+  req.output_dir = paths_.output_dir + "/" + job.id;
+  launched_[job.id] = Launched{d.rung_index, req.estimate, d.device};
   try {
-    fs::create_directories(work_dir);
-    fs::create_directories(output_dir);
-    runner_->launch(job, work_dir, output_dir);
+    fs::create_directories(req.work_dir);
+    fs::create_directories(req.output_dir);
   } catch (const std::exception& e) {
-    // Could not even start a worker (fork failed, folder not writable): put the job
-    // back without charging it a crash; the status tick will try again.
-    spdlog::error("job {}: cannot start a worker: {}; re-queued, check free memory and the state folder", job.id,
-                  e.what());
-    try {
-      store_->requeue(job.id, job.lease, std::string("could not start a worker: ") + e.what(), RequeueCause::interrupted,
-                      config_.jobs.max_crashes, now_ms());
-    } catch (const std::exception& e2) {
-      spdlog::error("job {}: cannot re-queue it either: {}", job.id, e2.what());
-    }
-    job_changed(job.id);
+    RunOutcome out;
+    out.kind = RunOutcome::Kind::failed;
+    out.error_code = "internal";
+    out.message = std::string("cannot create the job's folders: ") + e.what() + "; check free space and permissions";
+    on_worker_done(job.id, job.lease, out);
+    return;
   }
+  spdlog::info("job {}: starting {} on {} at rung '{}'", job.id, job.model, d.device, d.rung);
+  workers_->run(req);
+}
+
+void Daemon::fail_unschedulable(const Decision& d) {
+  try {
+    store_->fail_queued(d.job_id, d.message, Json{{"explain", d.explain}}, now_ms());
+    spdlog::warn("job {}: failed without running: {}", d.job_id, d.message);
+  } catch (const std::exception& e) {
+    spdlog::error("job {}: cannot record that it cannot run: {}", d.job_id, e.what());
+  }
+  job_changed(d.job_id);
 }
 
 void Daemon::on_worker_event(const std::string& job_id, const std::string& lease, const Json& event) {
@@ -73,16 +118,39 @@ void Daemon::on_worker_event(const std::string& job_id, const std::string& lease
       std::string level = event.value("level", "info");
       std::string message = event.value("message", "");
       spdlog::log(spdlog::level::from_str(level), "job {}: {}", job_id, message);
-      store_->add_event(job_id, lease, level == "warn" || level == "warning" ? "warning" : "log",
+      store_->add_event(job_id, lease, level == "warn" ? "warning" : "log",
                         Json{{"level", level}, {"message", message}}, now_ms());
     } else {
-      store_->add_event(job_id, lease, kind.empty() ? "log" : kind, event, now_ms());
+      store_->add_event(job_id, lease, kind.empty() ? "log" : kind, event.value("data", event), now_ms());
     }
   } catch (const StoreError& e) {
     if (e.code == StoreError::Code::lease_mismatch) return;   // a run we already gave up on
     spdlog::error("job {}: cannot record a {} event: {}", job_id, kind, e.what());
   }
   job_changed(job_id);
+}
+
+void Daemon::record_peak(const Job& job, const RunOutcome& outcome) {
+  auto it = launched_.find(job.id);
+  if (it == launched_.end() || (outcome.peak_device_bytes == 0 && outcome.peak_host_bytes == 0)) return;
+  PeakRecord p;
+  p.model = job.model;
+  p.rung = it->second.estimate.rung;
+  p.shape = job.plan.is_array() && it->second.rung_index >= 0 && it->second.rung_index < static_cast<int>(job.plan.size())
+                ? job.plan[static_cast<size_t>(it->second.rung_index)].value("shape", "default")
+                : "default";
+  p.estimate_device = it->second.estimate.device_bytes;
+  p.estimate_host = it->second.estimate.host_bytes;
+  p.measured_device = outcome.peak_device_bytes;
+  p.measured_host = outcome.peak_host_bytes;
+  store_->record_peak(p, now_ms());
+  store_->add_event(job.id, job.lease, "peak",
+                    Json{{"rung", p.rung},
+                         {"estimate_device_bytes", p.estimate_device},
+                         {"measured_device_bytes", p.measured_device},
+                         {"estimate_host_bytes", p.estimate_host},
+                         {"measured_host_bytes", p.measured_host}},
+                    now_ms());
 }
 
 void Daemon::on_worker_done(const std::string& job_id, const std::string& lease, const RunOutcome& outcome) {
@@ -93,7 +161,29 @@ void Daemon::on_worker_done(const std::string& job_id, const std::string& lease,
       spdlog::warn("job {}: a worker finished for a run that is no longer current; ignoring its result", job_id);
     } else {
       AfterRun next = decide_after_run(*job, outcome, stopped);
+      if (next.action == AfterRun::Action::fall_back) {
+        PlannedJob planned = planned_job(*job, config_.scheduler.quality_fallback);
+        int failed = launched_.count(job_id) ? launched_[job_id].rung_index : job->min_rung;
+        std::string why;
+        int to = next_fallback_rung(planned, failed, &why);
+        std::string from_rung = failed >= 0 && failed < static_cast<int>(planned.plan.size())
+                                    ? planned.plan[static_cast<size_t>(failed)].rung : job->rung;
+        if (to < 0) {
+          next.action = AfterRun::Action::finish;
+          next.final_state = JobState::failed;
+          next.text = "out of memory at rung '" + from_rung + "' and no lower rung is allowed (" + why +
+                      "); allow quality fallback or lower the job's floor. Last error: " + outcome.message;
+        } else {
+          const std::string& to_rung = planned.plan[static_cast<size_t>(to)].rung;
+          store_->fall_back(job_id, lease, to,
+                            Json{{"from", from_rung}, {"to", to_rung}, {"reason", next.text},
+                                 {"quality", planned.plan[static_cast<size_t>(to)].quality}},
+                            now_ms());
+          spdlog::warn("job {}: out of memory at rung '{}'; retrying at rung '{}'", job_id, from_rung, to_rung);
+        }
+      }
       if (next.action == AfterRun::Action::finish) {
+        if (next.final_state == JobState::succeeded) record_peak(*job, outcome);
         store_->finish(job_id, lease, next.final_state, next.text, outcome.outputs, now_ms());
         if (next.final_state == JobState::succeeded) {
           std::error_code ec;
@@ -102,7 +192,7 @@ void Daemon::on_worker_done(const std::string& job_id, const std::string& lease,
         } else {
           spdlog::warn("job {}: {}: {}", job_id, to_string(next.final_state), next.text);
         }
-      } else {
+      } else if (next.action == AfterRun::Action::requeue) {
         Job after = store_->requeue(job_id, lease, next.text, next.cause, config_.jobs.max_crashes, now_ms());
         if (after.state == JobState::failed)
           spdlog::error("job {}: {}; fix the cause, then `reelctl retry {}`", job_id, after.error, job_id);
@@ -114,9 +204,9 @@ void Daemon::on_worker_done(const std::string& job_id, const std::string& lease,
     spdlog::error("job {}: cannot record the end of its run: {}; it will be recovered at the next start", job_id,
                   e.what());
   }
+  launched_.erase(job_id);
   job_changed(job_id);
   if (draining_) stop_if_idle();
-  if (!draining_) schedule();
 }
 
 void Daemon::job_changed(const std::string& job_id) {

@@ -7,8 +7,10 @@
 #include <spdlog/spdlog.h>
 
 #include "core/job_spec.hpp"
+#include "core/budget_scheduler.hpp"
 #include "server/daemon.hpp"
-#include "server/job_runner.hpp"
+#include "server/model_workers.hpp"
+#include "server/plugin_registry.hpp"
 #include "store/job_store.hpp"
 
 namespace reel {
@@ -51,7 +53,7 @@ const std::map<std::string, Daemon::Method>& Daemon::methods() {
       {"cancel", &Daemon::do_cancel}, {"retry", &Daemon::do_retry},       {"priority", &Daemon::do_priority},
       {"pause", &Daemon::do_pause},   {"resume", &Daemon::do_resume},     {"drain", &Daemon::do_drain},
       {"status", &Daemon::do_status}, {"models", &Daemon::do_models},     {"follow", &Daemon::do_follow},
-      {"prune", &Daemon::do_prune},
+      {"prune", &Daemon::do_prune},   {"plugins", &Daemon::do_plugins},
   };
   return table;
 }
@@ -98,18 +100,45 @@ void Daemon::do_submit(const SessionPtr& s, const Request& req) {
     throw RequestError(err::bad_request, "source must be 'ctl' or 'api' over the socket (got '" + spec.source + "')");
   if (draining_)
     throw RequestError(err::draining, "reeld is draining and accepts no new jobs; submit again after it restarts");
-  if (!catalog_.find(spec.model)) {
+  const ModelCatalog& catalog = plugins_->catalog();
+  if (!catalog.find(spec.model)) {
     std::string names;
-    for (const auto& m : catalog_.models()) names += (names.empty() ? "" : ", ") + m.name;
-    throw RequestError(err::unknown_model, "unknown model '" + spec.model + "'; available: " + names);
+    for (const auto& m : catalog.models()) names += (names.empty() ? "" : ", ") + m.name;
+    throw RequestError(err::unknown_model, "unknown model '" + spec.model + "'; available: " + names +
+                                               " (`reelctl plugins` shows plugins that failed to load)");
   }
-  spec.params = catalog_.validate(spec);
+  spec.params = catalog.validate(spec);
+  try {
+    parse_job_policy(spec.policy, config_.scheduler.quality_fallback);
+  } catch (const std::invalid_argument& e) {
+    throw RequestError(err::invalid_params, e.what());
+  }
   if (spec.max_attempts == 0) spec.max_attempts = config_.jobs.max_attempts;
-  auto result = store_->submit(spec, now_ms(), config_.daemon.max_queued_jobs);
-  if (!result.existed) spdlog::info("job {}: queued ({}, priority {})", result.job.id, spec.model, spec.priority);
-  s->reply(req.id, Json{{"job", result.job.to_json()}, {"existed", result.existed}});
-  job_changed(result.job.id);
-  schedule();
+
+  // The plan comes from the model's planner process; the job is stored (and the
+  // submission acknowledged) only once it is planned and durable.
+  Json plan_job = {{"id", ""}, {"model", spec.model}, {"params", spec.params}, {"inputs", spec.inputs}};
+  plugins_->plan(plan_job, [this, s, id = req.id, spec](bool ok, const Json& result) {
+    if (!ok) {
+      std::string code = result.value("code", "internal");
+      s->error(id, code == "bad_input" ? err::invalid_params : code == "unknown_model" ? err::unknown_model : err::internal,
+               "cannot plan the job: " + result.value("message", ""));
+      return;
+    }
+    Json plan = result;
+    correct_plan(spec.model, plan);
+    try {
+      auto submitted = store_->submit(spec, now_ms(), config_.daemon.max_queued_jobs, plan);
+      if (!submitted.existed)
+        spdlog::info("job {}: queued ({}, priority {})", submitted.job.id, spec.model, spec.priority);
+      s->reply(id, Json{{"job", submitted.job.to_json()}, {"existed", submitted.existed}});
+      job_changed(submitted.job.id);
+      request_schedule();
+    } catch (const StoreError& e) {
+      if (e.code == StoreError::Code::storage) spdlog::error("submit refused: {}", e.what());
+      s->error(id, wire_code(e.code), e.what());
+    }
+  });
 }
 
 void Daemon::do_list(const SessionPtr& s, const Request& req) {
@@ -130,14 +159,22 @@ void Daemon::do_show(const SessionPtr& s, const Request& req) {
   Job job = job_or_throw(*store_, require_string(req.params, "id"));
   Json events = Json::array();
   for (const auto& e : store_->events(job.id, 0)) events.push_back(e.to_json());
-  s->reply(req.id, Json{{"job", job.to_json()}, {"events", events}});
+  Json result = {{"job", job.to_json()}, {"events", events}};
+  if (auto w = waiting_.find(job.id); w != waiting_.end()) result["waiting"] = w->second;
+  Json peaks = Json::array();
+  for (const auto& p : store_->peaks(job.model))
+    peaks.push_back(Json{{"rung", p.rung}, {"shape", p.shape}, {"estimate_device_bytes", p.estimate_device},
+                         {"measured_device_bytes", p.measured_device}, {"estimate_host_bytes", p.estimate_host},
+                         {"measured_host_bytes", p.measured_host}, {"samples", p.samples}});
+  result["peaks"] = peaks;
+  s->reply(req.id, result);
 }
 
 void Daemon::do_cancel(const SessionPtr& s, const Request& req) {
   Job job = store_->cancel(require_string(req.params, "id"), now_ms());
   if (job.state == JobState::running) {
     auto grace = std::chrono::milliseconds(static_cast<int64_t>(config_.daemon.cancel_grace_seconds * 1000));
-    runner_->cancel(job.id, grace);
+    workers_->cancel(job.id, grace);
   }
   s->reply(req.id, Json{{"job", job.to_json()}});
   job_changed(job.id);
@@ -148,7 +185,7 @@ void Daemon::do_retry(const SessionPtr& s, const Request& req) {
   Job job = store_->retry(require_string(req.params, "id"), now_ms());
   s->reply(req.id, Json{{"job", job.to_json()}});
   job_changed(job.id);
-  schedule();
+  request_schedule();
 }
 
 void Daemon::do_priority(const SessionPtr& s, const Request& req) {
@@ -157,7 +194,7 @@ void Daemon::do_priority(const SessionPtr& s, const Request& req) {
   Job job = store_->set_priority(require_string(req.params, "id"), static_cast<int>(*prio), now_ms());
   s->reply(req.id, Json{{"job", job.to_json()}});
   job_changed(job.id);
-  schedule();
+  request_schedule();
 }
 
 void Daemon::do_pause(const SessionPtr& s, const Request& req) {
@@ -174,14 +211,14 @@ void Daemon::do_resume(const SessionPtr& s, const Request& req) {
   spdlog::info("queue resumed");
   publish_status();
   s->reply(req.id, Json{{"paused", false}});
-  schedule();
+  request_schedule();
 }
 
 void Daemon::do_drain(const SessionPtr& s, const Request& req) {
   draining_ = true;
-  spdlog::info("draining: {} running job(s) will finish, nothing new starts, then reeld exits", runner_->active());
+  spdlog::info("draining: {} running job(s) will finish, nothing new starts, then reeld exits", active_runs());
   publish_status();
-  s->reply(req.id, Json{{"draining", true}, {"running", runner_->active()}});
+  s->reply(req.id, Json{{"draining", true}, {"running", active_runs()}});
   // Let the reply go out before a possible immediate exit.
   boost::asio::post(io_, [this] { stop_if_idle(); });
 }
@@ -191,7 +228,9 @@ void Daemon::do_status(const SessionPtr& s, const Request& req) {
   Json running = Json::array();
   for (const auto& j : store_->running()) running.push_back(j.to_json());
   Json models = Json::array();
-  for (const auto& m : catalog_.models()) models.push_back(m.to_json());
+  for (const auto& m : plugins_->catalog().models()) models.push_back(m.to_json());
+  Json plugins = Json::array();
+  for (const auto& p : plugins_->plugins()) plugins.push_back(p.to_json());
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
   s->reply(req.id,
            Json{{"version", REEL_VERSION},
@@ -204,7 +243,11 @@ void Daemon::do_status(const SessionPtr& s, const Request& req) {
                   {"cancelled", c.cancelled}}},
                 {"running", running},
                 {"budgets", {{"max_concurrent_jobs", config_.daemon.max_concurrent_jobs}}},
+                {"devices", devices_json()},
+                {"device_source", probe_->source()},
+                {"workers", workers_->to_json()},
                 {"models", models},
+                {"plugins", plugins},
                 {"socket", paths_.socket_path},
                 {"state_dir", paths_.state_dir}});
 }
@@ -212,7 +255,7 @@ void Daemon::do_status(const SessionPtr& s, const Request& req) {
 void Daemon::do_models(const SessionPtr& s, const Request& req) {
   Json models = Json::array();
   auto name = optional_string(req.params, "name");
-  for (const auto& m : catalog_.models())
+  for (const auto& m : plugins_->catalog().models())
     if (!name || m.name == *name) models.push_back(m.to_json());
   if (name && models.empty()) throw RequestError(err::unknown_model, "unknown model '" + *name + "'");
   s->reply(req.id, Json{{"models", models}});
@@ -243,6 +286,12 @@ bool Daemon::pump(Follower& f, const std::string& job_id) {
     return false;
   }
   return true;
+}
+
+void Daemon::do_plugins(const SessionPtr& s, const Request& req) {
+  Json plugins = Json::array();
+  for (const auto& p : plugins_->plugins()) plugins.push_back(p.to_json());
+  s->reply(req.id, Json{{"plugins", plugins}});
 }
 
 void Daemon::do_prune(const SessionPtr& s, const Request& req) {

@@ -5,18 +5,21 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
 #include "core/protocol.hpp"
-#include "worker/sleep_model.hpp"
+#include "sdk/plugin_host.hpp"
+#include "worker/plugin_sources.hpp"
+#include "core/run_plan.hpp"
 
 namespace reel {
 
 namespace {
 
-// Blocking line I/O over the channel; writes are serialised because the model
-// thread and the main thread both send.
+// Blocking line I/O over the channel. Writes are serialised: the run thread and the
+// main thread both send.
 class Channel {
  public:
   explicit Channel(int fd) : fd_(fd) {}
@@ -27,7 +30,7 @@ class Channel {
         buf_.erase(0, nl + 1);
         return true;
       }
-      char chunk[4096];
+      char chunk[65536];
       ssize_t n = ::read(fd_, chunk, sizeof chunk);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return false;
@@ -40,7 +43,7 @@ class Channel {
     while (off < line.size()) {
       ssize_t n = ::write(fd_, line.data() + off, line.size() - off);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;   // the daemon is gone; PR_SET_PDEATHSIG will end us
+      if (n <= 0) return;   // the daemon is gone; PR_SET_PDEATHSIG ends us
       off += static_cast<size_t>(n);
     }
   }
@@ -51,80 +54,193 @@ class Channel {
   std::mutex mu_;
 };
 
-class ChannelRunContext : public RunContext {
+// Peak RSS of this process since the last reset (Linux: clear_refs "5" resets VmHWM).
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+int64_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string key;
+  while (f >> key) {
+    if (key == "VmHWM:") {
+      int64_t kb = 0;
+      f >> kb;
+      return kb * 1024;
+    }
+    f.ignore(1 << 20, '\n');
+  }
+  return 0;
+}
+
+// Turns the plugin's host callbacks into events on the channel.
+class ChannelHooks : public RunHooks {
  public:
-  ChannelRunContext(Channel& ch, Json id, std::string work_dir, std::string output_dir)
-      : ch_(ch), id_(std::move(id)), work_dir_(std::move(work_dir)), output_dir_(std::move(output_dir)) {}
+  ChannelHooks(Channel& ch, Json id, const std::atomic<bool>& cancel) : ch_(ch), id_(std::move(id)), cancel_(cancel) {}
 
   void progress(int64_t step, int64_t total, const std::string& stage) override {
-    // Every progress event becomes a durable write in the daemon; a few per second
-    // is plenty for a progress bar, but the last step and stage changes always go.
+    // Each progress event is a durable write in the daemon: a few per second is plenty
+    // for a progress bar, but first/last steps and stage changes always go through.
     auto now = std::chrono::steady_clock::now();
-    bool important = step == total || step == 0 || stage != last_stage_;
+    bool important = step == 0 || step == total || stage != last_stage_;
     if (!important && now - last_sent_ < std::chrono::milliseconds(200)) return;
     last_sent_ = now;
     last_stage_ = stage;
     ch_.write(encode_event(id_, Json{{"kind", "progress"}, {"step", step}, {"total", total}, {"stage", stage}}));
   }
-  bool cancelled() const override { return cancelled_.load(); }
-  void log(const std::string& level, const std::string& message) override {
-    ch_.write(encode_event(id_, Json{{"kind", "log"}, {"level", level}, {"message", message}}));
+  bool cancelled() override { return cancel_.load(); }
+  void log(int level, const std::string& message) override {
+    static const char* names[] = {"debug", "info", "warn", "error"};
+    ch_.write(encode_event(id_, Json{{"kind", "log"}, {"level", names[std::clamp(level, 0, 3)]}, {"message", message}}));
   }
-  const std::string& work_dir() const override { return work_dir_; }
-  const std::string& output_dir() const override { return output_dir_; }
-  void cancel() { cancelled_ = true; }
+  void memory_sample(uint64_t device, uint64_t host) override {
+    peak_device_ = std::max(peak_device_, static_cast<int64_t>(device));
+    peak_host_reported_ = std::max(peak_host_reported_, static_cast<int64_t>(host));
+  }
+  void event(const std::string& kind, const Json& data) override {
+    ch_.write(encode_event(id_, Json{{"kind", kind}, {"data", data}}));
+  }
+  int64_t peak_device() const { return peak_device_; }
+  int64_t peak_host_reported() const { return peak_host_reported_; }
 
  private:
   Channel& ch_;
   Json id_;
-  std::string work_dir_, output_dir_;
-  std::atomic<bool> cancelled_{false};
+  const std::atomic<bool>& cancel_;
   std::chrono::steady_clock::time_point last_sent_{};
   std::string last_stage_;
+  int64_t peak_device_ = 0, peak_host_reported_ = 0;
+};
+
+class Worker {
+ public:
+  explicit Worker(int fd) : ch_(fd) {}
+
+  int serve() {
+    std::string line;
+    while (ch_.read_line(line)) {
+      auto parsed = parse_request(line);
+      if (!parsed.request) {
+        ch_.write(encode_error(parsed.error->id, parsed.error->code, parsed.error->message));
+        continue;
+      }
+      const Request& req = *parsed.request;
+      if (req.method == "cancel") {
+        cancel_ = true;
+        continue;
+      }
+      if (running_) {
+        ch_.write(encode_error(req.id, "busy", "a job is running in this worker"));
+        continue;
+      }
+      if (run_thread_.joinable()) run_thread_.join();
+      try {
+        dispatch(req);
+      } catch (const PluginCallError& e) {
+        ch_.write(encode_error(req.id, e.kind(), e.what()));
+      } catch (const std::bad_alloc&) {
+        ch_.write(encode_error(req.id, "oom", "the worker ran out of host memory"));
+      } catch (const std::exception& e) {
+        ch_.write(encode_error(req.id, "internal", e.what()));
+      }
+    }
+    // The daemon closed the channel (eviction, shutdown, or it died): stop now. A run
+    // in progress is abandoned; the process exit frees its memory.
+    cancel_ = true;
+    _exit(0);
+  }
+
+ private:
+  void dispatch(const Request& req) {
+    const Json& p = req.params;
+    if (req.method == "open") {
+      open(p.value("plugin", ""));
+      ch_.write(encode_result(req.id, Json{{"name", plugin_->name()}, {"version", plugin_->version()},
+                                           {"description", description_}}));
+    } else if (req.method == "plan") {
+      ch_.write(encode_result(req.id, Json{{"plan", plan(p.value("job", Json::object()))}}));
+    } else if (req.method == "load") {
+      require_plugin();
+      model_.reset();
+      model_ = plugin_->load(p.value("model", ""), p.value("rung", Json::object()), p.value("device", "cpu"));
+      ch_.write(encode_result(req.id, Json{{"resident_host_bytes", peak_rss_bytes()}}));
+    } else if (req.method == "unload") {
+      model_.reset();
+      ch_.write(encode_result(req.id, Json::object()));
+    } else if (req.method == "run") {
+      if (!model_) throw std::runtime_error("run before load");
+      start_run(req);
+    } else {
+      ch_.write(encode_error(req.id, err::unknown_method, "worker has no method '" + req.method + "'"));
+    }
+  }
+
+  void open(const std::string& plugin) {
+    if (plugin_) throw std::runtime_error("this worker already serves plugin " + plugin_->path());
+    plugin_ = open_plugin(plugin);
+    description_ = plugin_->describe();
+  }
+
+  void require_plugin() const {
+    if (!plugin_) throw std::runtime_error("no plugin opened in this worker");
+  }
+
+  // The model's ladder with this job's estimate at every rung, best first.
+  Json plan(const Json& job) {
+    require_plugin();
+    const std::string model = job.value("model", "");
+    for (const auto& m : description_.value("models", Json::array())) {
+      if (m.value("name", "") != model) continue;
+      Json out = Json::array();
+      for (const auto& rung : m.value("ladder", Json::array())) {
+        Json raw = plugin_->estimate(job, rung);
+        Json e = to_json(rung_estimate_from_json(raw, rung, plugin_->name()));
+        e["shape"] = raw.value("shape", "default");   // the key measured peaks are filed under
+        out.push_back(std::move(e));
+      }
+      return out;
+    }
+    throw PluginCallError(REEL_ERR_BAD_INPUT, plugin_->name(), "plan", "no model '" + model + "'");
+  }
+
+  void start_run(const Request& req) {
+    cancel_ = false;
+    running_ = true;
+    run_thread_ = std::thread([this, req] {
+      ChannelHooks hooks(ch_, req.id, cancel_);
+      const Json& p = req.params;
+      reset_peak_rss();
+      try {
+        Json result = model_->run(p.value("job", Json::object()), p.value("rung", Json::object()),
+                                  p.value("work_dir", ""), p.value("output_dir", ""), hooks);
+        result["peak_device_bytes"] = hooks.peak_device();
+        result["peak_host_bytes"] = std::max(peak_rss_bytes(), hooks.peak_host_reported());
+        ch_.write(encode_result(req.id, result));
+      } catch (const PluginCallError& e) {
+        // The plugin's own words are what the job's error should say.
+        ch_.write(encode_error(req.id, e.kind(), e.message()));
+      } catch (const std::bad_alloc&) {
+        ch_.write(encode_error(req.id, "oom", "the worker ran out of host memory"));
+      } catch (const std::exception& e) {
+        ch_.write(encode_error(req.id, "internal", e.what()));
+      }
+      running_ = false;
+    });
+  }
+
+  Channel ch_;
+  std::unique_ptr<PluginLibrary> plugin_;
+  Json description_;
+  std::unique_ptr<LoadedModel> model_;
+  std::thread run_thread_;
+  std::atomic<bool> running_{false}, cancel_{false};
 };
 
 }  // namespace
 
 int worker_main(int channel_fd) {
-  Channel ch(channel_fd);
-  std::string line;
-  if (!ch.read_line(line)) return 2;
-  auto parsed = parse_request(line);
-  if (!parsed.request || parsed.request->method != "run") {
-    ch.write(encode_error(nullptr, err::bad_request, "worker expected a 'run' request"));
-    return 2;
-  }
-  const Request req = *parsed.request;
-  Job job = Job::from_json(req.params.value("job", Json::object()));
-  ChannelRunContext ctx(ch, req.id, req.params.value("work_dir", ""), req.params.value("output_dir", ""));
-
-  // The daemon writes `cancel` (or closes the channel when it dies); watch for both.
-  std::thread watcher([&ch, &ctx] {
-    std::string l;
-    while (ch.read_line(l)) {
-      auto p = parse_request(l);
-      if (p.request && p.request->method == "cancel") ctx.cancel();
-    }
-    ctx.cancel();
-  });
-  watcher.detach();   // it ends with the process; joining would wait on the daemon
-
-  try {
-    std::vector<std::string> outputs;
-    if (job.model == "sleep") {
-      outputs = run_sleep_model(job, ctx);
-    } else {
-      throw ModelError("bad_input", "this worker has no model '" + job.model + "'");
-    }
-    ch.write(encode_result(req.id, Json{{"outputs", outputs}, {"rung", ""}}));
-  } catch (const ModelError& e) {
-    ch.write(encode_error(req.id, e.kind, e.what()));
-  } catch (const std::bad_alloc&) {
-    ch.write(encode_error(req.id, "oom", "out of host memory"));
-  } catch (const std::exception& e) {
-    ch.write(encode_error(req.id, "internal", e.what()));
-  }
-  return 0;
+  Worker w(channel_fd);
+  return w.serve();
 }
 
 }  // namespace reel

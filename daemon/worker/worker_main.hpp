@@ -1,8 +1,15 @@
-// The worker process's side of the IPC channel (`reeld --worker-fd N`).
+// The worker process (`reeld --worker-fd N`): where plugin code runs, never in the
+// daemon that owns the queue.
 //
-// Reads one `run` request from the daemon, runs the job's model with a RunContext
-// that turns progress and logs into events on the channel, watches for `cancel`
-// on a second thread, and answers with a result or an error reply before exiting.
+// One worker serves one plugin. Used as a *planner* it only describes the plugin's
+// models and estimates jobs (no model loaded, no GPU touched). Used as a *model
+// worker* it loads one model at one rung on one device and runs jobs one after
+// another, so the model stays resident between jobs; ending the process is how the
+// daemon evicts it, which frees its VRAM for certain.
+// Requests (framing and envelope of protocol.hpp; docs/ARCHITECTURE.md lists them):
+//   open {plugin}  plan {job}  load {model, rung, device}  run {job, rung, work_dir,
+//   output_dir}  cancel {}  unload {}
+// A run executes on its own thread so `cancel` is read while it works.
 #pragma once
 
 namespace reel {
