@@ -68,6 +68,15 @@ std::vector<pid_t> children_of(pid_t pid) {
   return out;
 }
 
+// The pid of the worker process running `job_id` once it is past loading (from status;
+// planner processes are children of reeld too).
+pid_t worker_of(RawClient& c, const std::string& job_id) {
+  Json status = c.call("status");
+  for (const auto& w : status["result"]["workers"])
+    if (w["job"] == job_id && w["state"] == "busy") return w["pid"].get<pid_t>();
+  return -1;
+}
+
 class DaemonTest : public ::testing::Test {
  protected:
   TempDir dir;
@@ -290,12 +299,13 @@ TEST_F(DaemonTest, AWorkerThatIgnoresCancelIsKilledAfterTheGrace) {
   c.hello();
   std::string id = submit(c, sleep_job(60, 600));
   ASSERT_TRUE(wait_state(c, id, "running"));
-  std::vector<pid_t> workers;
-  ASSERT_TRUE(wait_until([&] { return !(workers = children_of(d.pid())).empty(); }));
-  kill(workers[0], SIGSTOP);   // a worker stuck in a long kernel or GPU call cannot answer
+  pid_t worker = -1;
+  ASSERT_TRUE(wait_until([&] { return (worker = worker_of(c, id)) > 0; }));
+  kill(worker, SIGSTOP);   // a worker stuck in a long kernel or GPU call cannot answer
   c.call("cancel", {{"id", id}});
   ASSERT_TRUE(wait_state(c, id, "cancelled", 10s));
-  EXPECT_TRUE(children_of(d.pid()).empty()) << "the stuck worker is gone";
+  auto children = children_of(d.pid());
+  EXPECT_EQ(std::find(children.begin(), children.end(), worker), children.end()) << "the stuck worker is gone";
   EXPECT_NE(read_file(d.log_path()).find("did not stop within the cancel grace"), std::string::npos);
 }
 
@@ -306,10 +316,9 @@ TEST_F(DaemonTest, AWorkerKilledMidJobIsACrashAndTheJobRunsAgain) {
   c.hello();
   std::string id = submit(c, sleep_job(2, 20));
   ASSERT_TRUE(wait_state(c, id, "running"));
-  std::vector<pid_t> workers;
-  ASSERT_TRUE(wait_until([&] { return !(workers = children_of(d.pid())).empty(); }));
-  ASSERT_EQ(workers.size(), 1u);
-  kill(workers[0], SIGKILL);
+  pid_t worker = -1;
+  ASSERT_TRUE(wait_until([&] { return (worker = worker_of(c, id)) > 0; }));
+  kill(worker, SIGKILL);
   ASSERT_TRUE(wait_until([&] { return show(c, id)["job"]["crash_count"] == 1; }));
   EXPECT_TRUE(wait_state(c, id, "succeeded", 30s)) << "re-queued after the crash, then completed";
   Json shown = show(c, id);
@@ -325,8 +334,8 @@ TEST_F(DaemonTest, AWorkerKilledMidJobIsACrashAndTheJobRunsAgain) {
   std::string poison = submit(c, sleep_job(60, 600));
   for (int crash = 1; crash <= 2; ++crash) {
     ASSERT_TRUE(wait_state(c, poison, "running"));
-    ASSERT_TRUE(wait_until([&] { return !(workers = children_of(d.pid())).empty(); }));
-    kill(workers[0], SIGKILL);
+    ASSERT_TRUE(wait_until([&] { return (worker = worker_of(c, poison)) > 0; }));
+    kill(worker, SIGKILL);
     ASSERT_TRUE(wait_until([&] { return show(c, poison)["job"]["crash_count"] == crash; }));
   }
   ASSERT_TRUE(wait_state(c, poison, "failed"));
