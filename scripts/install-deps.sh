@@ -13,8 +13,13 @@ BUILD_PACKAGES=(
   libgtest-dev libgmock-dev
   systemd            # systemd-analyze, systemd-sysusers, systemd-tmpfiles for the unit check
 )
-# Model plugins: nothing yet.
-PLUGIN_PACKAGES=()
+# Model plugins: LibTorch (CPU build; reference BLAS is ~40x slower than OpenBLAS, so
+# the pthread OpenBLAS is installed with it), SentencePiece for the T5 tokenizer, and
+# FFmpeg's libraries (with x264) for writing and reading video.
+PLUGIN_PACKAGES=(
+  libtorch-dev libopenblas0-pthread libsentencepiece-dev
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev
+)
 
 PACKAGES=("${BUILD_PACKAGES[@]}" "${PLUGIN_PACKAGES[@]}")
 

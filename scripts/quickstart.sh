@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # reel in one command on a fresh Debian 12: installs the build dependencies, builds
-# reeld and reelctl (Release, ./build), starts a throwaway daemon with its own state
+# reeld and reelctl (RelWithDebInfo, ./build, shared with scripts/test.sh), starts a throwaway daemon with its own state
 # dir and socket, runs one job of the diagnostic `sleep` model to completion, shows
 # it, and stops the daemon again. Nothing outside ./build and a temp dir is touched.
 #
@@ -27,11 +27,11 @@ step "Installing build dependencies (scripts/install-deps.sh)"
 bash scripts/install-deps.sh ||
   die "dependencies are missing" "run the apt-get command printed above as root, then run this script again"
 
-step "Building reeld and reelctl (Release) in $build"
+step "Building reeld and reelctl (RelWithDebInfo) in $build"
 if [[ -f $build/CMakeCache.txt ]] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$build/CMakeCache.txt"; then
   die "$build was configured with another CMake generator" "remove it (rm -rf build) and run this script again"
 fi
-cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release ||
+cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ||
   die "cmake could not configure the build" "read the CMake errors above"
 cmake --build "$build" -j "$jobs" --target reeld reelctl ||
   die "the build failed" "read the compiler errors above"

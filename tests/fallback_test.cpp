@@ -176,6 +176,22 @@ TEST(Fallback, AResidentModelIsReusedThenEvictedAfterItsKeepAlive) {
       << "evicted after keep_alive_seconds";
 }
 
+TEST(Fallback, MaxResidentModelsEndsTheLeastRecentlyUsedIdleWorker) {
+  Harness h(config_with("\"8GiB\"", "[scheduler]\nmax_resident_models = 1\n"));
+  std::string a = h.submit(memtest({{"megabytes", 8}}, {{"rung", "resident"}}))["id"];
+  ASSERT_TRUE(h.wait_final(a));
+  Json before = h.c->call("status")["result"]["workers"];
+  ASSERT_EQ(before.size(), 1u);
+  std::string b = h.submit(memtest({{"megabytes", 8}}, {{"rung", "offload"}}))["id"];
+  ASSERT_TRUE(h.wait_final(b));
+  EXPECT_EQ(h.show(b)["job"]["state"], "succeeded");
+  ASSERT_TRUE(wait_until([&] { return h.c->call("status")["result"]["workers"].size() == 1; }));
+  Json after = h.c->call("status")["result"]["workers"];
+  EXPECT_EQ(after[0]["rung"], "offload");
+  EXPECT_NE(after[0]["pid"], before[0]["pid"]);
+  EXPECT_NE(read_file(h.daemon.log_path()).find("max_resident_models reached"), std::string::npos);
+}
+
 TEST(Fallback, BrokenPluginsAreRefusedWithTheirReasonWhileTheDaemonServesOn) {
   Harness h("[plugins]\ndirs = [\"" + kPluginDir + "\", \"" + kBrokenPluginDir + "\"]\n");
   Json plugins = h.c->call("plugins")["result"]["plugins"];

@@ -104,7 +104,7 @@ Config load_config_file(const std::string& path);
 Config parse_config(const std::string& text, const std::string& name);
 
 // Every key with its value, as TOML (tables and keys sorted). parse_config() of the
-// result gives the same Config; `reeld --check` can print it as the effective config.
+// result gives the same Config; `reeld --check-config` could print it as the effective config.
 std::string to_toml(const Config& cfg);
 
 // The search order: --config (explicit), $REEL_CONFIG, `system_path`

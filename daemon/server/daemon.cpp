@@ -107,6 +107,7 @@ void Daemon::start_up() {
           [this] { request_schedule(); }});
   workers_->set_keep_alive(
       std::chrono::milliseconds(static_cast<int64_t>(config_.scheduler.keep_alive_seconds * 1000)));
+  workers_->set_max_resident(config_.scheduler.max_resident_models);
 
   ControlServerOptions so;
   so.socket_path = paths_.socket_path;
@@ -184,6 +185,7 @@ void Daemon::reload_config() {
     apply_log_level(next.log.level);
     workers_->set_keep_alive(
         std::chrono::milliseconds(static_cast<int64_t>(next.scheduler.keep_alive_seconds * 1000)));
+    workers_->set_max_resident(next.scheduler.max_resident_models);
     server_->set_limits(static_cast<size_t>(next.daemon.max_request_bytes), next.daemon.max_clients);
     // Keep what cannot change without a restart, take everything else.
     next.daemon.state_dir = config_.daemon.state_dir;

@@ -39,6 +39,16 @@ void ModelWorkers::run(const RunRequest& req) {
       return;
     }
   }
+  // Over the cap: the least recently used idle model makes way (busy ones never do).
+  int live = static_cast<int>(std::count_if(residents_.begin(), residents_.end(), [](const auto& x) { return !x->ending; }));
+  while (live >= max_resident_) {
+    std::shared_ptr<Resident> lru;
+    for (auto& x : residents_)
+      if (x->state == Resident::State::idle && !x->ending && (!lru || x->last_used < lru->last_used)) lru = x;
+    if (!lru) break;
+    evict(lru->model, lru->device, lru->rung, "max_resident_models reached");
+    --live;
+  }
   auto r = std::make_shared<Resident>(io_);
   r->model = req.job.model;
   r->device = req.device;

@@ -53,6 +53,8 @@ class ModelWorkers {
   ~ModelWorkers();
 
   void set_keep_alive(std::chrono::milliseconds keep_alive) { keep_alive_ = keep_alive; }
+  // Before a new worker starts beyond this many, the least recently used idle one ends.
+  void set_max_resident(int n) { max_resident_ = n; }
 
   // Runs the job on an idle resident worker with the same key, or starts one.
   void run(const RunRequest& request);
@@ -82,6 +84,7 @@ class ModelWorkers {
   BindFn bind_;
   Callbacks callbacks_;
   std::chrono::milliseconds keep_alive_{300000};
+  int max_resident_ = 4;
   std::vector<std::shared_ptr<Resident>> residents_;
 };
 
