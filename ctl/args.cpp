@@ -25,7 +25,8 @@ struct CommandSpec {
 const CommandSpec kCommands[] = {
     {"submit", CommandKind::submit,
      "[MODEL] [--param K=V]... [--input ROLE=PATH]... [--file JOB] [--priority N] [--max-attempts N] "
-     "[--idempotency-key K] [--wait]",
+     "[--idempotency-key K] [--rung NAME] [--allow-degrade | --no-quality-loss] [--degrade-now] "
+     "[--max-slowdown X] [--floor K=V]... [--wait]",
      "queue a job and print its id",
      "  -p, --param K=V           model parameter; V is a JSON scalar (2, 0.5, true, \"s\") or a string\n"
      "  -i, --input ROLE=PATH     input file; relative paths are made absolute against the cwd\n"
@@ -33,7 +34,16 @@ const CommandSpec kCommands[] = {
      "      --priority N          -1000..1000, higher runs first (default 0)\n"
      "      --max-attempts N      1..100 (default: the daemon's jobs.max_attempts)\n"
      "      --idempotency-key K   resubmitting with the same key returns the existing job\n"
-     "  -w, --wait                follow the job to its end; exit 0 if it succeeded, 1 if not\n",
+     "  -w, --wait                follow the job to its end; exit 0 if it succeeded, 1 if not\n"
+     "\n"
+     "  When the job does not fit in memory (the job's policy; `reelctl models NAME` lists the rungs):\n"
+     "      --rung NAME           run only at this rung of the model's ladder (a quality rung included)\n"
+     "      --allow-degrade       may fall back to lower-quality rungs (policy.quality_fallback)\n"
+     "      --no-quality-loss     never lower quality, whatever the daemon's default\n"
+     "      --degrade-now         take a worse rung that fits now rather than wait for running work\n"
+     "      --max-slowdown X      skip rungs more than X times slower than the best (X > 0)\n"
+     "      --floor K=V           lowest quality allowed: steps=N, frames=N, size=N (shorter side, px),\n"
+     "                            precision=fp32|bf16|fp16|fp8|int8; repeatable\n",
      0, 1},
     {"ls", CommandKind::ls, "[--state S] [--model M] [--source S] [--limit N]",
      "list jobs, newest first",
@@ -59,7 +69,10 @@ const CommandSpec kCommands[] = {
     {"prune", CommandKind::prune, "--older-than DURATION",
      "delete finished jobs older than DURATION",
      "      --older-than D    e.g. 30d, 12h, 45m, 10s, 1h30m, 0 (all finished jobs)\n", 0, 0},
-    {"models", CommandKind::models, "[NAME]", "list models, or describe one", "", 0, 1},
+    {"models", CommandKind::models, "[NAME]", "list models, or describe one (params, inputs, outputs, ladder)", "",
+     0, 1},
+    {"plugins", CommandKind::plugins, "", "list model plugins: loaded ones and refused ones with the reason", "", 0,
+     0},
     {"help", CommandKind::help, "[COMMAND]", "show help for reelctl or a command", "", 0, 1},
 };
 
@@ -98,6 +111,26 @@ std::pair<std::string, std::string> split_assignment(const std::string& kv, cons
   if (eq == std::string::npos || eq == 0)
     throw UsageError(flag + " expects NAME=VALUE, not '" + kv + "'", cmd);
   return {kv.substr(0, eq), kv.substr(eq + 1)};
+}
+
+// --floor KEY=VALUE -> (key, JSON value): steps, frames and size are integers >= 1,
+// precision one of the names parse_job_policy accepts.
+std::pair<std::string, Json> parse_floor(const std::string& kv, const std::string& cmd) {
+  auto [key, v] = split_assignment(kv, "--floor", cmd);
+  if (key == "precision") {
+    for (const char* p : {"fp32", "bf16", "fp16", "fp8", "int8"})
+      if (v == p) return {key, Json(v)};
+    throw UsageError("--floor precision must be fp32, bf16, fp16, fp8 or int8, not '" + v + "'", cmd);
+  }
+  if (key == "steps" || key == "frames" || key == "size") {
+    errno = 0;
+    char* end = nullptr;
+    long long n = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || errno == ERANGE || n < 1)
+      throw UsageError("--floor " + key + " must be an integer of at least 1, not '" + v + "'", cmd);
+    return {key, Json(static_cast<int64_t>(n))};
+  }
+  throw UsageError("--floor: unknown key '" + key + "'; keys: steps, frames, size, precision", cmd);
 }
 
 bool looks_like_negative_number(const std::string& a) {
@@ -195,6 +228,27 @@ bool apply_command_option(const std::string& name, const std::optional<std::stri
       } else if (name == "--wait" || name == "-w") {
         flag_only();
         s.wait = true;
+      } else if (name == "--rung") {
+        s.rung = value();
+        if (s.rung->empty()) throw UsageError("--rung needs a rung name (`reelctl models MODEL` lists them)", cmd_name);
+      } else if (name == "--allow-degrade") {
+        flag_only();
+        s.allow_degrade = true;
+      } else if (name == "--no-quality-loss") {
+        flag_only();
+        s.no_quality_loss = true;
+      } else if (name == "--degrade-now") {
+        flag_only();
+        s.degrade_now = true;
+      } else if (name == "--max-slowdown") {
+        std::string v = value();
+        char* end = nullptr;
+        double x = std::strtod(v.c_str(), &end);
+        if (v.empty() || *end != '\0' || !std::isfinite(x) || x <= 0)
+          throw UsageError("--max-slowdown must be a number greater than 0, not '" + v + "'", cmd_name);
+        s.max_slowdown = x;
+      } else if (name == "--floor") {
+        s.floor.push_back(parse_floor(value(), cmd_name));
       } else {
         return false;
       }
@@ -314,6 +368,8 @@ Command parse_args(const std::vector<std::string>& args) {
       if (n == 1) cmd.submit.model = positional[0];
       if (cmd.submit.model.empty() && !cmd.submit.file)
         throw UsageError("submit needs a MODEL or --file JOB", cmd_name);
+      if (cmd.submit.allow_degrade && cmd.submit.no_quality_loss)
+        throw UsageError("--allow-degrade and --no-quality-loss contradict each other; give one", cmd_name);
       break;
     case CommandKind::show:
     case CommandKind::cancel:

@@ -25,7 +25,7 @@ struct GlobalOptions {
 
 enum class CommandKind {
   help, version,
-  submit, ls, show, cancel, retry, prio, pause, resume, drain, status, follow, prune, models,
+  submit, ls, show, cancel, retry, prio, pause, resume, drain, status, follow, prune, models, plugins,
 };
 
 struct SubmitArgs {
@@ -37,6 +37,14 @@ struct SubmitArgs {
   std::optional<int> max_attempts;
   std::optional<std::string> idempotency_key;
   bool wait = false;
+  // The job's policy (JobSpec::policy, docs/SCHEDULER.md); each given flag overrides
+  // the same key of a job file's [policy], --floor key by key.
+  std::optional<std::string> rung;                          // --rung: policy.rung
+  bool allow_degrade = false;                               // --allow-degrade: quality_fallback true
+  bool no_quality_loss = false;                             // --no-quality-loss
+  bool degrade_now = false;                                 // --degrade-now
+  std::optional<double> max_slowdown;                       // --max-slowdown (> 0)
+  std::vector<std::pair<std::string, Json>> floor;          // --floor K=V, in order; later wins
 };
 
 struct ListArgs {

@@ -1,5 +1,6 @@
 #include "submit_spec.hpp"
 
+#include <cmath>
 #include <filesystem>
 
 #include "core/job_spec.hpp"
@@ -8,7 +9,36 @@
 namespace reel::ctl {
 
 namespace {
+
 bool looks_like_url(const std::string& s) { return s.find("://") != std::string::npos; }
+
+// Whole numbers are sent as integers ("max_slowdown": 8, not 8.0).
+Json number(double x) {
+  if (std::nearbyint(x) == x && std::fabs(x) < 9007199254740992.0) return static_cast<int64_t>(x);
+  return x;
+}
+
+// The policy flags over the job file's policy, key by key. The two quality switches
+// replace each other: the command line's choice is the one that counts.
+void apply_policy_flags(const SubmitArgs& a, Json& policy) {
+  if (!policy.is_object()) policy = Json::object();
+  if (a.rung) policy["rung"] = *a.rung;
+  if (a.allow_degrade) {
+    policy["quality_fallback"] = true;
+    policy.erase("no_quality_loss");
+  }
+  if (a.no_quality_loss) {
+    policy["no_quality_loss"] = true;
+    policy.erase("quality_fallback");
+  }
+  if (a.degrade_now) policy["degrade_now"] = true;
+  if (a.max_slowdown) policy["max_slowdown"] = number(*a.max_slowdown);
+  if (!a.floor.empty()) {
+    if (!policy.contains("floor") || !policy["floor"].is_object()) policy["floor"] = Json::object();
+    for (const auto& [k, v] : a.floor) policy["floor"][k] = v;
+  }
+}
+
 }  // namespace
 
 JobSpec build_submit_spec(const SubmitArgs& a, const std::string& cwd) {
@@ -32,6 +62,7 @@ JobSpec build_submit_spec(const SubmitArgs& a, const std::string& cwd) {
   if (a.priority) spec.priority = *a.priority;
   if (a.max_attempts) spec.max_attempts = *a.max_attempts;
   if (a.idempotency_key) spec.idempotency_key = *a.idempotency_key;
+  apply_policy_flags(a, spec.policy);
   spec.source = "ctl";
   return spec;
 }

@@ -5,6 +5,8 @@
 // are made absolute against `cwd` because the daemon resolves nothing relative to the
 // client; paths in a job file are already resolved against the file's folder by
 // load_job_spec_file. URLs ("scheme://...") are passed through. source is always "ctl".
+// The policy flags (--rung, --allow-degrade, ...) override the file's [policy] key by
+// key (--floor: floor key by key); the daemon validates the result (invalid_params).
 #pragma once
 
 #include <string>
