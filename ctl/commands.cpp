@@ -160,9 +160,7 @@ int cmd_ls(Context& c) {
 
 int cmd_show(Context& c) {
   Json result = c.call("show", Json{{"id", c.cmd.ids[0]}});
-  print_job_result(c, result,
-                   render_job_details(result.value("job", Json::object()), result.value("events", Json::array()),
-                                      wall_now(), c.out_style));
+  print_job_result(c, result, render_show(result, wall_now(), c.out_style));
   return kExitOk;
 }
 
@@ -245,6 +243,19 @@ int cmd_models(Context& c) {
   return kExitOk;
 }
 
+int cmd_plugins(Context& c) {
+  Json result = c.call("plugins");
+  Json plugins = result.value("plugins", Json::array());
+  if (c.g.json) {
+    c.print_json(result);
+  } else if (c.g.quiet) {
+    for (const auto& p : plugins) c.out << json_str(p, "source", "?") << "\n";
+  } else {
+    c.out << render_plugins(plugins, c.out_style);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int execute(const Command& cmd, std::ostream& out, std::ostream& err, const Terminal& term) {
@@ -270,6 +281,7 @@ int execute(const Command& cmd, std::ostream& out, std::ostream& err, const Term
     case CommandKind::follow: return cmd_follow(c);
     case CommandKind::prune: return cmd_prune(c);
     case CommandKind::models: return cmd_models(c);
+    case CommandKind::plugins: return cmd_plugins(c);
   }
   return kExitUsage;
 }

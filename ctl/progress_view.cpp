@@ -55,8 +55,12 @@ void ProgressView::on_event(const Json& event) {
       last_decile_ = 0;
     }
     print_line(describe_event(event), state_color(to));
+  } else if (kind == "fallback" && json_bool(data, "quality")) {
+    print_line("QUALITY FALLBACK: " + describe_event(event), Color::red);
   } else if (kind == "warning" || kind == "fallback") {
     print_line(kind + ": " + describe_event(event), Color::yellow);
+  } else if (kind == "scheduled") {
+    print_line("scheduled: " + describe_event(event));
   } else if (kind == "cancel_requested") {
     print_line("cancel requested", Color::yellow);
   } else if (kind == "submitted") {

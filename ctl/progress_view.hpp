@@ -1,8 +1,9 @@
 // What `submit --wait` and `follow` show on stderr while a job runs.
 //
 // On a terminal: one progress bar redrawn in place ("[#####-----] 5/10 sleeping 50%
-// ETA 0:04") with state changes and warnings printed as lines above it. Otherwise
-// (a pipe, a log file): one line per state change or warning and at most one
+// ETA 0:04") with state changes, starts ("scheduled: rung offload on cuda:0"), warnings
+// and fallbacks (a quality fallback as "QUALITY FALLBACK: ...") printed as lines above it.
+// Otherwise (a pipe, a log file): one line per such event and at most one
 // progress line per 10% of the job, so logs stay short. "log" events are left to
 // `reelctl show`. The ETA extrapolates the rate observed since the job (last)
 // started running, using the daemon's event timestamps, so replayed history gives

@@ -132,8 +132,16 @@ std::string describe_event(const Json& event) {
   };
   std::string reason = json_str(data, "reason");
   std::string suffix = reason.empty() ? "" : " (" + reason + ")";
-  if (kind == "state" || kind == "priority" || kind == "fallback")
-    return scalar("from") + " -> " + scalar("to") + suffix;
+  if (kind == "state" || kind == "priority") return scalar("from") + " -> " + scalar("to") + suffix;
+  if (kind == "fallback")
+    return scalar("from") + " -> " + scalar("to") + suffix + (json_bool(data, "quality") ? " [QUALITY LOWERED]" : "");
+  if (kind == "scheduled") {
+    // The explain object (every device and rung considered) is for `show`'s rung history.
+    Json explain = data.value("explain", Json::object());
+    std::string s = "rung " + scalar("rung") + " on " + scalar("device");
+    if (json_bool(explain, "degraded")) s += " (degraded from " + json_str(explain, "target_rung", "?") + ")";
+    return s;
+  }
   if (kind == "progress") {
     std::string s = std::to_string(json_int(data, "step")) + "/" + std::to_string(json_int(data, "total"));
     std::string stage = json_str(data, "stage");

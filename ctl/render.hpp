@@ -55,7 +55,9 @@ std::string format_timestamp(int64_t ms);
 
 // One line for an event's data, without job id, seq or time:
 //   state: "queued -> running (daemon restarted ...)", progress: "5/10 sleeping",
-//   warning/log: the message, priority: "0 -> 5", others: compact JSON of data.
+//   warning/log: the message, priority: "0 -> 5", fallback: "resident -> offload (reason)"
+//   plus " [QUALITY LOWERED]" for a quality fallback, scheduled: "rung offload on cuda:0",
+//   others: compact JSON of data.
 std::string describe_event(const Json& event);
 
 // Defensive accessors for daemon JSON: a missing or mistyped field gives the fallback,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # reel in one command on a fresh Debian 12: installs the build dependencies, builds
-# reeld and reelctl (RelWithDebInfo, ./build, shared with scripts/test.sh), starts a throwaway daemon with its own state
-# dir and socket, runs one job of the diagnostic `sleep` model to completion, shows
+# reeld and reelctl (RelWithDebInfo, ./build, shared with scripts/test.sh), starts a
+# throwaway daemon with its own state dir and socket, runs one job of the diagnostic `sleep` model to completion, shows
 # it, and stops the daemon again. Nothing outside ./build and a temp dir is touched.
 #
 #   bash scripts/quickstart.sh          # KEEP=1 keeps the temp dir (state, log, config)
@@ -12,29 +12,10 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-repo=$(pwd)
-build="$repo/build"
-jobs=${JOBS:-$(nproc)}
-
+source scripts/lib/build.sh
+reel_build quickstart reeld reelctl
 step() { printf '\n==> %s\n' "$*"; }
-die() {
-  printf '\nquickstart: FAILED: %s\n' "$1" >&2
-  [[ $# -gt 1 ]] && printf 'quickstart: %s\n' "$2" >&2
-  exit 1
-}
-
-step "Installing build dependencies (scripts/install-deps.sh)"
-bash scripts/install-deps.sh ||
-  die "dependencies are missing" "run the apt-get command printed above as root, then run this script again"
-
-step "Building reeld and reelctl (RelWithDebInfo) in $build"
-if [[ -f $build/CMakeCache.txt ]] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$build/CMakeCache.txt"; then
-  die "$build was configured with another CMake generator" "remove it (rm -rf build) and run this script again"
-fi
-cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ||
-  die "cmake could not configure the build" "read the CMake errors above"
-cmake --build "$build" -j "$jobs" --target reeld reelctl ||
-  die "the build failed" "read the compiler errors above"
+die() { reel_fail "$@"; }
 
 reeld="$build/daemon/reeld"
 reelctl="$build/ctl/reelctl"

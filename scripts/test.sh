@@ -12,27 +12,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-repo=$(pwd)
-build="$repo/build"
-jobs=${JOBS:-$(nproc)}
-
-fail() {
-  printf '\ntest.sh: FAILED: %s\n' "$1" >&2
-  [[ $# -gt 1 ]] && printf 'test.sh: %s\n' "$2" >&2
-  exit 1
-}
-
-echo "==> Installing build dependencies (scripts/install-deps.sh)"
-bash scripts/install-deps.sh ||
-  fail "dependencies are missing" "run the apt-get command printed above as root, then run this script again"
-
-echo "==> Building with tests (RelWithDebInfo) in $build"
-if [[ -f $build/CMakeCache.txt ]] && ! grep -q '^CMAKE_GENERATOR:INTERNAL=Ninja$' "$build/CMakeCache.txt"; then
-  fail "$build was configured with another CMake generator" "remove it (rm -rf build) and run this script again"
-fi
-cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREEL_BUILD_TESTS=ON ||
-  fail "cmake could not configure the build" "read the CMake errors above"
-cmake --build "$build" -j "$jobs" || fail "the build failed" "read the compiler errors above"
+source scripts/lib/build.sh
+reel_build test.sh
 
 echo "==> Running the tests"
 rc=0

@@ -112,6 +112,22 @@ class ChannelHooks : public RunHooks {
   int64_t peak_device_ = 0, peak_host_reported_ = 0;
 };
 
+// The error reply for whatever a plugin call threw. The plugin's own words are what a
+// job's error should say, so PluginCallError contributes its message, not what().
+std::string error_reply(const Json& id, std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const PluginCallError& e) {
+    return encode_error(id, e.kind(), e.message());
+  } catch (const std::bad_alloc&) {
+    return encode_error(id, "oom", "the worker ran out of host memory");
+  } catch (const std::exception& e) {
+    return encode_error(id, "internal", e.what());
+  } catch (...) {
+    return encode_error(id, "internal", "unknown exception");
+  }
+}
+
 class Worker {
  public:
   explicit Worker(int fd) : ch_(fd) {}
@@ -136,12 +152,8 @@ class Worker {
       if (run_thread_.joinable()) run_thread_.join();
       try {
         dispatch(req);
-      } catch (const PluginCallError& e) {
-        ch_.write(encode_error(req.id, e.kind(), e.what()));
-      } catch (const std::bad_alloc&) {
-        ch_.write(encode_error(req.id, "oom", "the worker ran out of host memory"));
-      } catch (const std::exception& e) {
-        ch_.write(encode_error(req.id, "internal", e.what()));
+      } catch (...) {
+        ch_.write(error_reply(req.id, std::current_exception()));
       }
     }
     // The daemon closed the channel (eviction, shutdown, or it died): stop now. A run
@@ -216,13 +228,8 @@ class Worker {
         result["peak_device_bytes"] = hooks.peak_device();
         result["peak_host_bytes"] = std::max(peak_rss_bytes(), hooks.peak_host_reported());
         ch_.write(encode_result(req.id, result));
-      } catch (const PluginCallError& e) {
-        // The plugin's own words are what the job's error should say.
-        ch_.write(encode_error(req.id, e.kind(), e.message()));
-      } catch (const std::bad_alloc&) {
-        ch_.write(encode_error(req.id, "oom", "the worker ran out of host memory"));
-      } catch (const std::exception& e) {
-        ch_.write(encode_error(req.id, "internal", e.what()));
+      } catch (...) {
+        ch_.write(error_reply(req.id, std::current_exception()));
       }
       running_ = false;
     });
