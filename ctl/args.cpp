@@ -52,7 +52,8 @@ const CommandSpec kCommands[] = {
      "      --source S    only jobs from this source (ctl, watch:<folder>, api)\n"
      "  -n, --limit N     at most N jobs, 1..10000 (default 100)\n",
      0, 0},
-    {"show", CommandKind::show, "ID", "show a job and its events", "", 1, 1},
+    {"show", CommandKind::show, "ID",
+     "show a job: its plan and rung history (fallbacks), why it waits, measured peaks, events", "", 1, 1},
     {"cancel", CommandKind::cancel, "ID...",
      "cancel jobs (queued: at once; running: the worker is asked to stop)", "", 1, -1},
     {"retry", CommandKind::retry, "ID", "queue a failed or cancelled job again", "", 1, 1},
@@ -60,7 +61,7 @@ const CommandSpec kCommands[] = {
     {"pause", CommandKind::pause, "", "start no new jobs (running ones continue)", "", 0, 0},
     {"resume", CommandKind::resume, "", "start jobs again after pause", "", 0, 0},
     {"drain", CommandKind::drain, "", "let running jobs finish, start nothing new, then stop reeld", "", 0, 0},
-    {"status", CommandKind::status, "", "show the daemon's state, job counts and running jobs", "", 0, 0},
+    {"status", CommandKind::status, "", "show the daemon's state, job counts, devices, workers, plugins and running jobs", "", 0, 0},
     {"follow", CommandKind::follow, "ID [--from SEQ]",
      "stream a job's events until it ends; exit 0 if it succeeded, 1 if not",
      "      --from SEQ    only events after this sequence number (default 0: all)\n"

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "core/budget_scheduler.hpp"
 #include "duration.hpp"
 
 namespace reel::ctl {
@@ -135,6 +136,15 @@ std::string describe_event(const Json& event) {
   if (kind == "state" || kind == "priority") return scalar("from") + " -> " + scalar("to") + suffix;
   if (kind == "fallback")
     return scalar("from") + " -> " + scalar("to") + suffix + (json_bool(data, "quality") ? " [QUALITY LOWERED]" : "");
+  if (kind == "peak") {
+    auto size = [&](const char* key) {
+      auto it = data.find(key);
+      return it != data.end() && it->is_number() ? format_bytes(it->get<int64_t>()) : std::string("?");
+    };
+    return "rung " + scalar("rung") + ": GPU " + size("measured_device_bytes") + " (estimate " +
+           size("estimate_device_bytes") + "), host RAM " + size("measured_host_bytes") + " (estimate " +
+           size("estimate_host_bytes") + ")";
+  }
   if (kind == "scheduled") {
     // The explain object (every device and rung considered) is for `show`'s rung history.
     Json explain = data.value("explain", Json::object());

@@ -57,6 +57,7 @@ std::string format_timestamp(int64_t ms);
 //   state: "queued -> running (daemon restarted ...)", progress: "5/10 sleeping",
 //   warning/log: the message, priority: "0 -> 5", fallback: "resident -> offload (reason)"
 //   plus " [QUALITY LOWERED]" for a quality fallback, scheduled: "rung offload on cuda:0",
+//   peak: "rung offload: GPU 32.0 MiB (estimate 32.0 MiB), host RAM ...",
 //   others: compact JSON of data.
 std::string describe_event(const Json& event);
 

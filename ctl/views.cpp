@@ -196,7 +196,9 @@ std::string render_peaks(const Json& job, const Json& peaks, const Style& style)
   auto correction = [](const Json& p, const char* measured, const char* estimate) -> std::string {
     int64_t est = json_int(p, estimate);
     if (est <= 0 || !has_number(p, measured)) return "-";
-    return times(static_cast<double>(json_int(p, measured)) / static_cast<double>(est));
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2fx", static_cast<double>(json_int(p, measured)) / static_cast<double>(est));
+    return std::string(buf);
   };
   Table t({"RUNG", "SHAPE", "RUNS", "GPU EST", "GPU PEAK", "GPU CORR", "HOST EST", "HOST PEAK", "HOST CORR"});
   for (const auto& p : array_or_empty(peaks)) {
@@ -374,7 +376,7 @@ std::string render_status(const Json& status, int64_t now_ms, const Style& style
       } else {
         kind = json_str(d, "name");
         if (kind.empty()) kind = "GPU";
-        if (json_bool(d, "simulated")) kind += " (simulated)";
+        if (json_bool(d, "simulated") && kind.find("simulated") == std::string::npos) kind += " (simulated)";
       }
       t.add_row({{json_str(d, "id", "?"), Color::bold}, {kind}, {bytes_cell(d, "total_bytes")},
                  {bytes_cell(d, "reserve_bytes")}, {bytes_cell(d, "foreign_bytes")}, {bytes_cell(d, "running_bytes")},

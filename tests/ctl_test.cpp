@@ -9,12 +9,15 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <map>
 #include <sstream>
 #include <thread>
 
 #include "args.hpp"
 #include "client.hpp"
 #include "commands.hpp"
+#include "core/budget_scheduler.hpp"
 #include "core/protocol.hpp"
 #include "duration.hpp"
 #include "exit_codes.hpp"
@@ -36,6 +39,51 @@ std::vector<std::string> split_lines(const std::string& s) {
   std::istringstream in(s);
   for (std::string line; std::getline(in, line);) out.push_back(line);
   return out;
+}
+
+// A table line's cells: the text between runs of two or more spaces.
+std::vector<std::string> cells(const std::string& line) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i < line.size()) {
+    size_t gap = line.find("  ", i);
+    if (gap == std::string::npos) gap = line.size();
+    out.push_back(line.substr(i, gap - i));
+    i = line.find_first_not_of(' ', gap);
+    if (i == std::string::npos) break;
+  }
+  return out;
+}
+
+// The first line of `text` that starts with `prefix` (after leading spaces), or "".
+std::string line_starting(const std::string& text, const std::string& prefix) {
+  for (const auto& l : split_lines(text)) {
+    size_t start = l.find_first_not_of(' ');
+    if (start != std::string::npos && l.compare(start, prefix.size(), prefix) == 0) return l;
+  }
+  return "";
+}
+
+// The lines of the section headed `title` ("plan:"; also matches "plan (...):") up to the
+// next blank line, its table's header first.
+std::vector<std::string> section(const std::string& text, const std::string& title) {
+  std::vector<std::string> out;
+  bool in = false;
+  for (const auto& l : split_lines(text)) {
+    if (in && l.empty()) break;
+    if (in) out.push_back(l);
+    if (l == title || (title.back() == ':' && l.rfind(title.substr(0, title.size() - 1) + " (", 0) == 0)) in = true;
+  }
+  return out;
+}
+
+// The row of a section's table whose first cell is `first`.
+std::vector<std::string> row(const std::vector<std::string>& lines, const std::string& first) {
+  for (const auto& l : lines) {
+    auto c = cells(l);
+    if (!c.empty() && c[0] == first) return c;
+  }
+  return {};
 }
 
 std::string trim(std::string s) {
@@ -119,6 +167,52 @@ TEST(CtlArgs, SubmitErrors) {
   usage_error({"submit", "sleep", "--state", "queued"});   // an ls option
 }
 
+TEST(CtlArgs, SubmitPolicyFlags) {
+  Command c = parse_args({"submit", "wan", "--rung", "t5-cpu", "--allow-degrade", "--degrade-now", "--max-slowdown",
+                          "2.5", "--floor", "steps=20", "--floor=precision=bf16", "--floor", "size=480",
+                          "--floor", "steps=25"});
+  const SubmitArgs& s = c.submit;
+  EXPECT_EQ(s.rung.value(), "t5-cpu");
+  EXPECT_TRUE(s.allow_degrade);
+  EXPECT_FALSE(s.no_quality_loss);
+  EXPECT_TRUE(s.degrade_now);
+  EXPECT_DOUBLE_EQ(s.max_slowdown.value(), 2.5);
+  ASSERT_EQ(s.floor.size(), 4u);
+  EXPECT_EQ(s.floor[0], (std::pair<std::string, Json>{"steps", Json(20)}));
+  EXPECT_EQ(s.floor[1], (std::pair<std::string, Json>{"precision", Json("bf16")}));
+  EXPECT_EQ(s.floor[2], (std::pair<std::string, Json>{"size", Json(480)}));
+  EXPECT_TRUE(s.floor[0].second.is_number_integer());
+
+  Command d = parse_args({"submit", "wan", "--no-quality-loss"});
+  EXPECT_TRUE(d.submit.no_quality_loss);
+  EXPECT_FALSE(d.submit.rung);
+  EXPECT_FALSE(d.submit.max_slowdown);
+  EXPECT_TRUE(d.submit.floor.empty());
+
+  EXPECT_NE(usage_error({"submit", "wan", "--floor", "colour=red"}).find("steps, frames, size, precision"),
+            std::string::npos);
+  EXPECT_NE(usage_error({"submit", "wan", "--floor", "precision=fp9"}).find("fp9"), std::string::npos);
+  usage_error({"submit", "wan", "--floor", "steps=0"});
+  usage_error({"submit", "wan", "--floor", "steps=2.5"});
+  usage_error({"submit", "wan", "--floor", "frames="});
+  usage_error({"submit", "wan", "--floor", "steps"});
+  usage_error({"submit", "wan", "--floor"});
+  usage_error({"submit", "wan", "--max-slowdown", "0"});
+  usage_error({"submit", "wan", "--max-slowdown", "-2"});
+  usage_error({"submit", "wan", "--max-slowdown", "fast"});
+  usage_error({"submit", "wan", "--max-slowdown", "inf"});
+  usage_error({"submit", "wan", "--rung", ""});
+  usage_error({"submit", "wan", "--allow-degrade=yes"});
+  EXPECT_NE(usage_error({"submit", "wan", "--allow-degrade", "--no-quality-loss"}).find("contradict"),
+            std::string::npos);
+  usage_error({"ls", "--rung", "x"});   // a submit option
+
+  std::string help = command_usage("submit");
+  for (const char* flag : {"--rung", "--allow-degrade", "--no-quality-loss", "--degrade-now", "--max-slowdown",
+                           "--floor"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+}
+
 TEST(CtlArgs, ListShowCancelRetryPrio) {
   Command l = parse_args({"ls", "--state", "failed", "--model", "sleep", "--source", "ctl", "--limit", "5"});
   EXPECT_EQ(l.kind, CommandKind::ls);
@@ -177,6 +271,9 @@ TEST(CtlArgs, DaemonCommandsFollowPruneModels) {
   usage_error({"prune"});
   usage_error({"prune", "--older-than", "soon"});
 
+  EXPECT_EQ(parse_args({"plugins"}).kind, CommandKind::plugins);
+  usage_error({"plugins", "memtest"});
+
   EXPECT_FALSE(parse_args({"models"}).model_name);
   EXPECT_EQ(parse_args({"models", "sleep"}).model_name.value(), "sleep");
   usage_error({"models", "a", "b"});
@@ -199,7 +296,7 @@ TEST(CtlArgs, HelpVersionAndBadInput) {
   usage_error({"ls", "--json=1"});
 
   for (const char* name : {"submit", "ls", "show", "cancel", "retry", "prio", "pause", "resume", "drain", "status",
-                           "follow", "prune", "models"})
+                           "follow", "prune", "models", "plugins"})
     EXPECT_NE(command_usage(name).find(std::string("usage: reelctl ") + name), std::string::npos) << name;
   EXPECT_EQ(command_usage("nope"), "");
   std::string g = global_usage();
@@ -252,6 +349,44 @@ TEST(CtlSubmitSpec, FlagsOverrideTheFileAndInputsBecomeAbsolute) {
   Json plain = submit_job_json(build_submit_spec(b, "/"));
   EXPECT_FALSE(plain.contains("max_attempts"));
   EXPECT_FALSE(plain.contains("policy"));
+}
+
+TEST(CtlSubmitSpec, PolicyFlagsOverrideTheJobFilesPolicyKeyByKey) {
+  TempDir dir;
+  test::write_file(dir.file("job.toml"),
+                   "model = \"wan\"\n[policy]\nrung = \"resident\"\nquality_fallback = true\nmax_slowdown = 4\n"
+                   "floor = { steps = 10, frames = 33 }\n");
+  SubmitArgs a;
+  a.file = dir.file("job.toml");
+  a.no_quality_loss = true;
+  a.max_slowdown = 8;
+  a.floor = {{"steps", Json(2)}, {"precision", Json("fp8")}};
+  JobSpec s = build_submit_spec(a, "/");
+  EXPECT_EQ(s.policy, Json::parse(R"({"rung": "resident", "no_quality_loss": true, "max_slowdown": 8,
+                                       "floor": {"steps": 2, "frames": 33, "precision": "fp8"}})"))
+      << s.policy.dump();
+  EXPECT_TRUE(s.policy["max_slowdown"].is_number_integer()) << "8, not 8.0";
+
+  SubmitArgs b;
+  b.file = dir.file("job.toml");
+  b.rung = "offload";
+  b.degrade_now = true;
+  b.max_slowdown = 1.5;
+  JobSpec t = build_submit_spec(b, "/");
+  EXPECT_EQ(t.policy["rung"], "offload");
+  EXPECT_EQ(t.policy["quality_fallback"], true);   // from the file, untouched
+  EXPECT_EQ(t.policy["degrade_now"], true);
+  EXPECT_EQ(t.policy["max_slowdown"], 1.5);
+  EXPECT_EQ(t.policy["floor"], Json::parse(R"({"steps": 10, "frames": 33})"));
+
+  // --allow-degrade replaces a file's no_quality_loss; flags alone make the whole policy.
+  test::write_file(dir.file("strict.json"), R"({"model": "wan", "policy": {"no_quality_loss": true}})");
+  SubmitArgs c;
+  c.file = dir.file("strict.json");
+  c.allow_degrade = true;
+  c.floor = {{"steps", Json(2)}};
+  Json job = submit_job_json(build_submit_spec(c, "/"));
+  EXPECT_EQ(job["policy"], Json::parse(R"({"quality_fallback": true, "floor": {"steps": 2}})")) << job.dump();
 }
 
 TEST(CtlSubmitSpec, BadFilesAreUsageErrors) {
@@ -392,6 +527,10 @@ Json sample_job(const std::string& id, const std::string& state, int64_t created
   return Json(j.to_json());
 }
 
+Json event_at(int64_t seq, int64_t at, const std::string& kind, Json data) {
+  return {{"job", "j1"}, {"seq", seq}, {"at", at}, {"kind", kind}, {"data", std::move(data)}};
+}
+
 TEST(CtlRender, JobTable) {
   int64_t now = 1'000'000'000;
   Json jobs = Json::array({sample_job("k3xq9a", "running", now - 125'000, 5, 10),
@@ -455,6 +594,285 @@ Json event(int64_t seq, int64_t at, const std::string& kind, Json data) {
   return {{"job", "j1"}, {"seq", seq}, {"at", at}, {"kind", kind}, {"data", std::move(data)}};
 }
 
+constexpr int64_t kMiB = int64_t{1} << 20;
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+TEST(CtlRender, StatusShowsDevicesProbeWorkersAndPlugins) {
+  int64_t now = 1'000'000'000;
+  Json status = {
+      {"version", "0.1.0"}, {"pid", 42}, {"uptime_s", 60}, {"paused", false}, {"draining", false},
+      {"counts", {{"queued", 0}, {"running", 1}, {"succeeded", 0}, {"failed", 0}, {"cancelled", 0}}},
+      {"running", Json::array()},
+      {"models", Json::array({{{"name", "sleep"}}, {{"name", "wan-t2v"}}})},
+      {"devices",
+       Json::array({{{"id", "cuda:0"}, {"gpu", true}, {"name", "NVIDIA GeForce RTX 4090"}, {"uuid", "GPU-1"},
+                     {"simulated", false}, {"total_bytes", 24 * kGiB}, {"reserve_bytes", 1536 * kMiB},
+                     {"foreign_bytes", 512 * kMiB}, {"running_bytes", 9 * kGiB + 512 * kMiB},
+                     {"idle_resident_bytes", 4 * kGiB}, {"free_bytes", 8 * kGiB + 512 * kMiB}},
+                    {{"id", "cuda:1"}, {"gpu", true}, {"name", ""}, {"simulated", true}, {"total_bytes", 8 * kGiB},
+                     {"reserve_bytes", 0}, {"foreign_bytes", 0}, {"running_bytes", 0}, {"idle_resident_bytes", 0},
+                     {"free_bytes", 8 * kGiB}},
+                    {{"id", "cpu"}, {"gpu", false}, {"total_bytes", 64 * kGiB}, {"reserve_bytes", 2 * kGiB},
+                     {"foreign_bytes", 10 * kGiB}, {"running_bytes", 3 * kGiB}, {"idle_resident_bytes", 1 * kGiB},
+                     {"free_bytes", 48 * kGiB}}})},
+      {"device_source", "nvml (libnvidia-ml.so.1)"},
+      {"workers",
+       Json::array({{{"model", "wan-t2v"}, {"device", "cuda:0"}, {"rung", "resident"}, {"state", "busy"},
+                     {"pid", 4242}, {"job", "k3xq9a"}, {"resident_device_bytes", 4 * kGiB},
+                     {"rss_bytes", 3 * kGiB}, {"last_used", now}},
+                    {{"model", "memtest"}, {"device", "cpu"}, {"rung", "cpu"}, {"state", "idle"}, {"pid", 4343},
+                     {"job", ""}, {"resident_device_bytes", 0}, {"rss_bytes", 100 * kMiB}, {"last_used", now},
+                     {"keep_alive_left_s", 299}}})},
+      {"plugins",
+       Json::array({{{"source", "builtin:sleep"}, {"name", "builtin"}, {"version", "0.1.0"}, {"loaded", true},
+                     {"error", ""}, {"models", {"sleep"}}},
+                    {{"source", "/usr/lib/reel/plugins/libwan.so"}, {"name", "wan"}, {"version", "1.2.0"},
+                     {"loaded", true}, {"error", ""}, {"models", {"wan-t2v", "wan-i2v"}}},
+                    {{"source", "/usr/lib/reel/plugins/libbroken.so"}, {"name", ""}, {"version", ""},
+                     {"loaded", false}, {"error", "no symbol reel_plugin_entry: not a reel plugin"},
+                     {"models", Json::array()}}})},
+      {"socket", "/run/reel/reeld.sock"}, {"state_dir", "/var/lib/reel"}};
+  std::string st = render_status(status, now, Style{});
+
+  auto devices = section(st, "devices:");
+  ASSERT_EQ(devices.size(), 4u) << st;
+  EXPECT_EQ(cells(devices[0]), (std::vector<std::string>{"DEVICE", "KIND", "TOTAL", "RESERVED", "OTHERS", "RUNNING",
+                                                          "IDLE-MODELS", "FREE"}));
+  EXPECT_EQ(row(devices, "cuda:0"), (std::vector<std::string>{"cuda:0", "NVIDIA GeForce RTX 4090", "24.0 GiB",
+                                                               "1.5 GiB", "512.0 MiB", "9.5 GiB", "4.0 GiB", "8.5 GiB"}));
+  EXPECT_EQ(row(devices, "cuda:1")[1], "GPU (simulated)");
+  EXPECT_EQ(row(devices, "cpu"), (std::vector<std::string>{"cpu", "host RAM", "64.0 GiB", "2.0 GiB", "10.0 GiB",
+                                                            "3.0 GiB", "1.0 GiB", "48.0 GiB"}));
+  EXPECT_NE(line_starting(st, "device probe:").find("nvml (libnvidia-ml.so.1)"), std::string::npos) << st;
+
+  auto workers = section(st, "workers:");
+  ASSERT_EQ(workers.size(), 3u) << st;
+  EXPECT_EQ(cells(workers[0]),
+            (std::vector<std::string>{"MODEL", "DEVICE", "RUNG", "STATE", "PID", "JOB", "KEEP-ALIVE"}));
+  EXPECT_EQ(row(workers, "wan-t2v"),
+            (std::vector<std::string>{"wan-t2v", "cuda:0", "resident", "busy", "4242", "k3xq9a", "-"}));
+  EXPECT_EQ(row(workers, "memtest"),
+            (std::vector<std::string>{"memtest", "cpu", "cpu", "idle", "4343", "-", "4m59s left"}));
+
+  std::string plugins = line_starting(st, "plugins:");
+  EXPECT_NE(plugins.find("2 loaded (builtin, wan)"), std::string::npos) << plugins;
+  EXPECT_NE(plugins.find("1 refused (libbroken.so)"), std::string::npos) << plugins;
+
+  // An older daemon's status (no devices, workers, plugins) renders as before.
+  Json old = status;
+  for (const char* k : {"devices", "device_source", "workers", "plugins"}) old.erase(k);
+  std::string o = render_status(old, now, Style{});
+  for (const char* absent : {"devices:", "workers", "plugins:", "device probe:"})
+    EXPECT_EQ(o.find(absent), std::string::npos) << absent << "\n" << o;
+  Json none = status;
+  none["workers"] = Json::array();
+  EXPECT_NE(render_status(none, now, Style{}).find("\nworkers: none\n"), std::string::npos);
+}
+
+TEST(CtlRender, PluginsTable) {
+  Json plugins = Json::array(
+      {{{"source", "builtin:sleep"}, {"name", "builtin"}, {"version", "0.1.0"}, {"loaded", true}, {"error", ""},
+        {"models", {"sleep"}}},
+       {{"source", "/usr/lib/reel/plugins/libwan.so"}, {"name", "wan"}, {"version", "1.2.0"}, {"loaded", true},
+        {"error", ""}, {"models", {"wan-t2v", "wan-i2v"}}},
+       {{"source", "/usr/lib/reel/plugins/libold.so"}, {"name", ""}, {"version", ""}, {"loaded", false},
+        {"error", "plugin ABI version 999, this reel speaks 1"}, {"models", Json::array()}}});
+  auto lines = split_lines(render_plugins(plugins, Style{}));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(cells(lines[0]), (std::vector<std::string>{"SOURCE", "NAME", "VERSION", "STATE", "MODELS/ERROR"}));
+  EXPECT_EQ(cells(lines[1]), (std::vector<std::string>{"builtin:sleep", "builtin", "0.1.0", "loaded", "sleep"}));
+  EXPECT_EQ(cells(lines[2]), (std::vector<std::string>{"/usr/lib/reel/plugins/libwan.so", "wan", "1.2.0", "loaded",
+                                                        "wan-t2v, wan-i2v"}));
+  EXPECT_EQ(cells(lines[3]), (std::vector<std::string>{"/usr/lib/reel/plugins/libold.so", "-", "-", "refused",
+                                                        "plugin ABI version 999, this reel speaks 1"}));
+  EXPECT_NE(render_plugins(plugins, Style{true}).find("\033[31mrefused\033[0m"), std::string::npos);
+}
+
+TEST(CtlRender, ModelDetailsShowOutputsAndTheLadder) {
+  Json model = {{"name", "wan-t2v"}, {"provider", "wan"}, {"description", "text to video"},
+                {"params", Json::array({{{"name", "steps"}, {"type", "integer"}, {"min", 1}, {"max", 100},
+                                         {"choices", Json::array()}, {"default", 50}, {"help", "denoise steps"}},
+                                        {{"name", "size"}, {"type", "string"}, {"min", nullptr}, {"max", nullptr},
+                                         {"choices", {"480p", "720p"}}, {"default", "480p"}, {"help", "frame size"}},
+                                        {{"name", "prompt"}, {"type", "string"}, {"min", nullptr}, {"max", nullptr},
+                                         {"choices", Json::array()}, {"default", nullptr}, {"help", "what to draw"}}})},
+                {"inputs", Json::array({{{"role", "image"}, {"required", false}, {"help", "first frame"}}})},
+                {"outputs", {"video/mp4"}},
+                {"ladder", Json::array({{{"name", "resident"}, {"kind", "placement"}, {"help", "all on the GPU"},
+                                         {"settings", Json::object()}},
+                                        {{"name", "t5-cpu"}, {"kind", "placement"}, {"help", "text encoder on the CPU"},
+                                         {"settings", Json::object()}},
+                                        {{"name", "steps-75"}, {"kind", "quality"}, {"help", "75% of the steps"},
+                                         {"settings", Json::object()}}})}};
+  std::string md = render_model_details(model, Style{});
+  EXPECT_EQ(cells(line_starting(md, "outputs:")), (std::vector<std::string>{"outputs:", "video/mp4"})) << md;
+  auto params = section(md, "params:");
+  EXPECT_EQ(cells(params[0]), (std::vector<std::string>{"PARAM", "TYPE", "RANGE", "DEFAULT", "HELP"}));
+  EXPECT_EQ(row(params, "steps"), (std::vector<std::string>{"steps", "integer", "1..100", "50", "denoise steps"}));
+  EXPECT_EQ(row(params, "size"),
+            (std::vector<std::string>{"size", "string", "480p|720p", "\"480p\"", "frame size"}));
+  EXPECT_EQ(row(params, "prompt"), (std::vector<std::string>{"prompt", "string", "-", "(required)", "what to draw"}));
+  EXPECT_EQ(row(section(md, "inputs:"), "image"), (std::vector<std::string>{"image", "no", "first frame"}));
+  auto ladder = section(md, "ladder:");
+  ASSERT_EQ(ladder.size(), 4u) << md;
+  EXPECT_EQ(cells(ladder[0]), (std::vector<std::string>{"RUNG", "KIND", "HELP"}));
+  EXPECT_EQ(cells(ladder[1]), (std::vector<std::string>{"resident", "placement", "all on the GPU"}));
+  EXPECT_EQ(cells(ladder[3]), (std::vector<std::string>{"steps-75", "quality", "75% of the steps"}));
+}
+
+Json plan_rung(const std::string& name, bool quality, bool cpu_only, int64_t dev, int64_t host, double time,
+               Json effective = Json::object()) {
+  return {{"rung", name}, {"quality", quality}, {"cpu_only", cpu_only}, {"device_bytes", dev}, {"host_bytes", host},
+          {"resident_device_bytes", 0}, {"resident_host_bytes", 0}, {"relative_time", time},
+          {"effective", std::move(effective)}};
+}
+
+Json memtest_plan() {
+  Json offload = plan_rung("offload", false, false, 40 * kMiB, 48 * kMiB, 2);
+  offload["estimated_device_bytes"] = 32 * kMiB;
+  offload["corrected"] = true;
+  return Json::array({plan_rung("resident", false, false, 64 * kMiB, 80 * kMiB, 1), offload,
+                      plan_rung("cpu", false, true, 0, 32 * kMiB, 10),
+                      plan_rung("half-steps", true, false, 16 * kMiB, 32 * kMiB, 0.5,
+                                {{"steps", 2}, {"width", 832}, {"height", 480}, {"precision", "fp8"}})});
+}
+
+// The rung history's rows (header left out), as cells.
+std::vector<std::vector<std::string>> history_rows(const std::string& shown) {
+  auto lines = section(shown, "rung history:");
+  std::vector<std::vector<std::string>> out;
+  for (size_t i = 1; i < lines.size(); ++i) out.push_back(cells(lines[i]));
+  return out;
+}
+
+TEST(CtlRender, ShowPlanRungHistoryAndPeaks) {
+  int64_t now = 1'000'000'000;
+  Json job = sample_job("j1", "running", now - 60'000, 1, 4);
+  job["model"] = "memtest";
+  job["rung"] = "offload";
+  job["min_rung"] = 1;
+  job["policy"] = {{"quality_fallback", true}};
+  job["plan"] = memtest_plan();
+  Json first_start = {{"device", "cuda:0"}, {"rung", "resident"}, {"rung_index", 0},
+                      {"explain", {{"rung", "resident"}, {"degraded", false}, {"reuses_worker", false},
+                                   {"needed_device_bytes", 64 * kMiB}, {"available_device_bytes", 8 * kGiB},
+                                   {"needed_host_bytes", 80 * kMiB}, {"available_host_bytes", 16 * kGiB},
+                                   {"evicted", Json::array()}, {"considered", Json::array()}}}};
+  Json second_start = {{"device", "cuda:0"}, {"rung", "offload"}, {"rung_index", 1},
+                       {"explain", {{"rung", "offload"}, {"target_rung", "resident"}, {"degraded", true},
+                                    {"reuses_worker", true}, {"needed_device_bytes", 40 * kMiB},
+                                    {"available_device_bytes", 7 * kGiB + 512 * kMiB}, {"needed_host_bytes", 48 * kMiB},
+                                    {"available_host_bytes", 15 * kGiB},
+                                    {"evicted", Json::array({{{"model", "wan"}, {"device", "cuda:0"}}})}}}};
+  Json events = Json::array(
+      {event_at(1, now - 60'000, "submitted", {{"model", "memtest"}, {"source", "ctl"}}),
+       event_at(2, now - 59'000, "state", {{"from", "queued"}, {"to", "running"}}),
+       event_at(3, now - 59'000, "scheduled", first_start),
+       event_at(4, now - 58'000, "fallback",
+                {{"from", "resident"}, {"to", "offload"}, {"reason", "out of memory at 64 MiB"}, {"quality", false}}),
+       event_at(5, now - 58'000, "state", {{"from", "running"}, {"to", "queued"}}),
+       event_at(6, now - 57'000, "state", {{"from", "queued"}, {"to", "running"}}),
+       event_at(7, now - 57'000, "scheduled", second_start)});
+  Json peaks = Json::array(
+      {{{"rung", "offload"}, {"shape", "default"}, {"estimate_device_bytes", 32 * kMiB},
+        {"measured_device_bytes", 40 * kMiB}, {"estimate_host_bytes", 48 * kMiB}, {"measured_host_bytes", 48 * kMiB},
+        {"samples", 3}},
+       {{"rung", "some-other-rung"}, {"shape", "default"}, {"estimate_device_bytes", 1}, {"measured_device_bytes", 1},
+        {"estimate_host_bytes", 1}, {"measured_host_bytes", 1}, {"samples", 1}}});
+  Json result = {{"job", job}, {"events", events}, {"peaks", peaks}, {"waiting", "stale: the job is running"}};
+  std::string d = render_show(result, now, Style{});
+
+  EXPECT_EQ(cells(line_starting(d, "rung:")), (std::vector<std::string>{"rung:", "offload on cuda:0 (rung 2 of 4)"}))
+      << d;
+  EXPECT_EQ(line_starting(d, "waiting:"), "") << "only a queued job is waiting\n" << d;
+  EXPECT_EQ(line_starting(d, "quality:"), "") << "no quality fallback happened";
+
+  auto plan = section(d, "plan:");
+  ASSERT_EQ(plan.size(), 5u) << d;
+  EXPECT_EQ(cells(plan[0]), (std::vector<std::string>{"RUNG", "KIND", "GPU", "HOST", "TIME", "QUALITY", "NOTE"}));
+  EXPECT_EQ(row(plan, "resident"), (std::vector<std::string>{"resident", "placement", "64.0 MiB", "80.0 MiB", "1x",
+                                                              "full", "ruled out (fallback)"}));
+  EXPECT_EQ(row(plan, "offload"),
+            (std::vector<std::string>{"offload", "placement", "40.0 MiB (est. 32.0 MiB)", "48.0 MiB", "2x", "full",
+                                      "in use; estimate corrected by measured peaks"}));
+  EXPECT_EQ(row(plan, "cpu"), (std::vector<std::string>{"cpu", "placement (cpu)", "-", "32.0 MiB", "10x", "full"}));
+  EXPECT_EQ(row(plan, "half-steps"), (std::vector<std::string>{"half-steps", "quality", "16.0 MiB", "32.0 MiB",
+                                                                "0.5x", "steps 2, 832x480, fp8"}));
+
+  auto history = history_rows(d);
+  ASSERT_EQ(history.size(), 3u) << d;
+  EXPECT_EQ(history[0], (std::vector<std::string>{format_timestamp(now - 59'000), "scheduled", "resident", "cuda:0",
+                                                   "GPU 64.0 MiB needed / 8.0 GiB available; host RAM 80.0 MiB "
+                                                   "needed / 16.0 GiB available"}));
+  EXPECT_EQ(history[1], (std::vector<std::string>{format_timestamp(now - 58'000), "fallback", "resident -> offload",
+                                                   "-", "out of memory at 64 MiB"}));
+  EXPECT_EQ(history[2][1], "scheduled");
+  EXPECT_EQ(history[2][2], "offload");
+  for (const char* s : {"GPU 40.0 MiB needed / 7.5 GiB available", "host RAM 48.0 MiB needed / 15.0 GiB available",
+                        "degraded from 'resident'", "reused an idle worker", "evicted 1 idle model"})
+    EXPECT_NE(history[2][4].find(s), std::string::npos) << s << "\n" << history[2][4];
+
+  auto peak_lines = section(d, "measured peaks:");
+  ASSERT_EQ(peak_lines.size(), 2u) << "only this job's rungs\n" << d;
+  EXPECT_EQ(row(peak_lines, "offload"), (std::vector<std::string>{"offload", "default", "3", "32.0 MiB", "40.0 MiB",
+                                                                    "1.25x", "48.0 MiB", "48.0 MiB", "1.00x"}));
+
+  // The raw event list stays, with one line per event.
+  auto raw = section(d, "events:");
+  ASSERT_EQ(raw.size(), 8u) << d;
+  EXPECT_EQ(cells(raw[7])[3], "rung offload on cuda:0 (degraded from resident)");
+  EXPECT_EQ(cells(raw[4])[3], "resident -> offload (out of memory at 64 MiB)");
+}
+
+TEST(CtlRender, ShowFlagsAQualityFallbackLoudlyAndGivesTheWaitingReason) {
+  int64_t now = 1'000'000'000;
+  Json job = sample_job("j2", "queued", now - 10'000, 0, 0);
+  job["model"] = "memtest";
+  job["rung"] = "offload";
+  job["min_rung"] = 3;
+  job["plan"] = memtest_plan();
+  Json events = Json::array({event_at(1, now - 9'000, "fallback",
+                                      {{"from", "offload"}, {"to", "half-steps"},
+                                       {"reason", "out of memory at 32 MiB"}, {"quality", true}})});
+  std::string waiting = "waiting for cuda:0: needs 16.0 MiB at 'half-steps', 8.0 MiB free";
+  std::string d = render_show({{"job", job}, {"events", events}, {"waiting", waiting}}, now, Style{});
+  EXPECT_EQ(cells(line_starting(d, "waiting:")), (std::vector<std::string>{"waiting:", waiting})) << d;
+  EXPECT_NE(line_starting(d, "quality:").find("LOWERED"), std::string::npos) << d;
+  EXPECT_NE(line_starting(d, "quality:").find("half-steps"), std::string::npos) << d;
+  auto history = history_rows(d);
+  ASSERT_EQ(history.size(), 1u) << d;
+  EXPECT_EQ(history[0], (std::vector<std::string>{format_timestamp(now - 9'000), "QUALITY FALLBACK",
+                                                   "offload -> half-steps", "-",
+                                                   "OUTPUT QUALITY LOWERED: out of memory at 32 MiB"}));
+  auto plan = section(d, "plan:");
+  EXPECT_EQ(row(plan, "offload").back(), "ruled out (fallback); estimate corrected by measured peaks");
+  EXPECT_EQ(row(plan, "cpu").back(), "ruled out (fallback)");
+  EXPECT_EQ(row(plan, "half-steps").size(), 6u) << "not run yet: no note";
+  std::string colored = render_show({{"job", job}, {"events", events}}, now, Style{true});
+  EXPECT_NE(colored.find("\033[31mQUALITY FALLBACK\033[0m"), std::string::npos);
+
+  // No plan, no history, no peaks: a job of an unplanned model shows as before.
+  std::string plain = render_job_details(sample_job("j3", "succeeded", now - 1000, 1, 1), Json::array(), now, Style{});
+  for (const char* absent : {"plan:", "rung history:", "measured peaks", "waiting:"})
+    EXPECT_EQ(plain.find(absent), std::string::npos) << absent;
+}
+
+TEST(CtlRender, DescribeSchedulerEvents) {
+  EXPECT_EQ(describe_event({{"kind", "fallback"},
+                            {"data", {{"from", "offload"}, {"to", "half-steps"}, {"reason", "oom"}, {"quality", true}}}}),
+            "offload -> half-steps (oom) [QUALITY LOWERED]");
+  EXPECT_EQ(describe_event({{"kind", "scheduled"},
+                            {"data", {{"device", "cpu"}, {"rung", "default"}, {"explain", {{"degraded", false}}}}}}),
+            "rung default on cpu");
+  EXPECT_EQ(describe_event({{"kind", "peak"},
+                            {"data", {{"rung", "offload"}, {"measured_device_bytes", 40 * kMiB},
+                                      {"estimate_device_bytes", 32 * kMiB}, {"measured_host_bytes", 1536 * kMiB},
+                                      {"estimate_host_bytes", 1 * kGiB}}}}),
+            "rung offload: GPU 40.0 MiB (estimate 32.0 MiB), host RAM 1.5 GiB (estimate 1.0 GiB)");
+  EXPECT_EQ(bytes_cell(Json{{"b", 512}}, "b"), "512 B");
+  EXPECT_EQ(bytes_cell(Json{{"b", "x"}}, "b"), "-");
+}
+
 TEST(CtlProgressView, PipeGetsStateLinesAndAtMostOneProgressLinePerTenPercent) {
   std::ostringstream out;
   ProgressView v(out, "j1", /*tty=*/false, Style{});
@@ -475,6 +893,18 @@ TEST(CtlProgressView, PipeGetsStateLinesAndAtMostOneProgressLinePerTenPercent) {
   EXPECT_EQ(lines[12], "j1: running -> succeeded");
   EXPECT_EQ(out.str().find('\r'), std::string::npos);
   EXPECT_EQ(out.str().find("noise"), std::string::npos);
+}
+
+TEST(CtlProgressView, StartsAndFallbacksAreLinesAndAQualityFallbackIsLoud) {
+  std::ostringstream out;
+  ProgressView v(out, "j1", /*tty=*/false, Style{});
+  v.on_event(event(1, 1000, "scheduled", {{"device", "cuda:0"}, {"rung", "resident"}}));
+  v.on_event(event(2, 2000, "fallback", {{"from", "resident"}, {"to", "offload"}, {"quality", false}}));
+  v.on_event(event(3, 3000, "fallback", {{"from", "offload"}, {"to", "half-steps"}, {"quality", true}}));
+  v.finish();
+  EXPECT_EQ(split_lines(out.str()),
+            (std::vector<std::string>{"j1: scheduled: rung resident on cuda:0", "j1: fallback: resident -> offload",
+                                      "j1: QUALITY FALLBACK: offload -> half-steps [QUALITY LOWERED]"}));
 }
 
 TEST(CtlProgressView, TerminalRedrawsOneBarInPlace) {
@@ -818,6 +1248,183 @@ TEST_F(CtlDaemon, DrainStopsTheDaemon) {
   EXPECT_NE(ctl({"drain"}).out.find("draining"), std::string::npos);
   EXPECT_TRUE(test::wait_until([&] { return !d.running(); }, std::chrono::seconds(20)));
   ctl({"status"}, 3);
+}
+
+// ---------------------------------------------------------------------------------
+// The real binary against a real reeld with the test plugins: memtest (plugins/testing;
+// allocates what its estimate names and runs out of memory above a limit a job sets)
+// and the broken ones the daemon refuses.
+
+const std::string kPluginDir = std::string(REEL_BINARY_DIR) + "/lib/reel/plugins";
+const std::string kBrokenPluginDir = std::string(REEL_BINARY_DIR) + "/lib/reel/test-plugins";
+
+std::string plugin_dirs_config(bool with_broken) {
+  return "[plugins]\ndirs = [\"" + kPluginDir + "\"" + (with_broken ? ", \"" + kBrokenPluginDir + "\"" : "") + "]\n";
+}
+
+// A simulated GPU (so this runs anywhere) with no reserve, margin or overhead.
+std::string simulated_gpu_config(const std::string& size) {
+  return "[gpu]\nsimulate = [\"" + size + "\"]\nreserve = \"0B\"\ninference_margin = \"0B\"\nworker_overhead = \"0B\"\n";
+}
+
+// `config` is appended to the generated reeld.toml; `daemon_keys` go into its [daemon] table.
+class PluginDaemon {
+ public:
+  explicit PluginDaemon(const std::string& config, const std::string& daemon_keys = "") : d(dir.path(), daemon_keys) {
+    test::write_file(d.config_path(), test::read_file(d.config_path()) + config);
+    d.start();
+  }
+  CommandResult ctl(const std::vector<std::string>& args, int code = 0) {
+    CommandResult r = d.ctl(args);
+    EXPECT_EQ(r.exit_code, code) << testing::PrintToString(args) << "\nstdout: " << r.out << "\nstderr: " << r.err
+                                 << "\nlog:\n" << test::read_file(d.log_path());
+    return r;
+  }
+  Json ctl_json(const std::vector<std::string>& args) {
+    std::vector<std::string> a = {"--json"};
+    a.insert(a.end(), args.begin(), args.end());
+    Json j = Json::parse(ctl(a).out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded());
+    return j;
+  }
+
+  TempDir dir;
+  Daemon d;
+};
+
+// The issue's acceptance check: on a machine without a GPU, `reelctl status` shows the
+// host-RAM budget as a device row and the plugins that loaded.
+TEST(CtlPlugins, StatusShowsTheHostRamBudgetAndTheLoadedPlugins) {
+  PluginDaemon p(plugin_dirs_config(true));
+  std::string st = p.ctl({"status"}).out;
+  Json js = p.ctl_json({"status"});
+
+  auto devices = section(st, "devices:");
+  ASSERT_GE(devices.size(), 2u) << st;
+  auto cpu = row(devices, "cpu");
+  ASSERT_EQ(cpu.size(), 8u) << st;
+  EXPECT_EQ(cpu[1], "host RAM");
+  Json cpu_json;
+  size_t gpus = 0;
+  for (const auto& dev : js["devices"]) {
+    if (dev["id"] == "cpu") cpu_json = dev;
+    else ++gpus;
+  }
+  ASSERT_TRUE(cpu_json.is_object()) << js.dump();
+  EXPECT_EQ(cpu[2], format_bytes(cpu_json["total_bytes"].get<int64_t>())) << st;
+  EXPECT_EQ(cpu[3], format_bytes(cpu_json["reserve_bytes"].get<int64_t>())) << st;
+  EXPECT_EQ(devices.size(), 2 + gpus) << "one row per device\n" << st;
+  if (gpus == 0) {
+    EXPECT_EQ(devices.size(), 2u) << "no GPU: the host RAM row only\n" << st;
+  }
+
+  EXPECT_NE(line_starting(st, "device probe:"), "") << st;
+  std::string plugins = line_starting(st, "plugins:");
+  EXPECT_NE(plugins.find("2 loaded (builtin, memtest)"), std::string::npos) << plugins;
+  EXPECT_NE(plugins.find("3 refused ("), std::string::npos) << plugins;
+  EXPECT_NE(plugins.find("libabi_mismatch.so"), std::string::npos) << plugins;
+  EXPECT_NE(line_starting(st, "models:").find("memtest"), std::string::npos) << st;
+  EXPECT_NE(st.find("\nworkers: none\n"), std::string::npos) << st;
+}
+
+TEST(CtlPlugins, PluginsListsLoadedAndRefusedPluginsWithTheReason) {
+  PluginDaemon p(plugin_dirs_config(true));
+  auto lines = split_lines(p.ctl({"plugins"}).out);
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_EQ(cells(lines[0]), (std::vector<std::string>{"SOURCE", "NAME", "VERSION", "STATE", "MODELS/ERROR"}));
+  std::map<std::string, std::vector<std::string>> by_file;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    auto c = cells(lines[i]);
+    ASSERT_EQ(c.size(), 5u) << lines[i];
+    by_file[std::filesystem::path(c[0]).filename().string()] = c;
+  }
+  EXPECT_EQ(by_file["builtin:sleep"][3], "loaded");
+  EXPECT_EQ(by_file["builtin:sleep"][4], "sleep");
+  EXPECT_EQ(by_file["libmemtest.so"][1], "memtest");
+  EXPECT_EQ(by_file["libmemtest.so"][3], "loaded");
+  EXPECT_EQ(by_file["libmemtest.so"][4], "memtest");
+  EXPECT_EQ(by_file["libabi_mismatch.so"][3], "refused");
+  EXPECT_NE(by_file["libabi_mismatch.so"][4].find("ABI version"), std::string::npos);
+  EXPECT_EQ(by_file["libnot_a_plugin.so"][3], "refused");
+  EXPECT_NE(by_file["libnot_a_plugin.so"][4].find("not a reel plugin"), std::string::npos);
+
+  Json j = p.ctl_json({"plugins"});
+  ASSERT_TRUE(j["plugins"].is_array());
+  EXPECT_EQ(j["plugins"].size(), 5u);
+  EXPECT_EQ(split_lines(p.ctl({"-q", "plugins"}).out).size(), 5u);
+}
+
+TEST(CtlPlugins, ShowExplainsAnOutOfMemoryFallbackAndSubmitSendsThePolicy) {
+  PluginDaemon p(simulated_gpu_config("8GiB") + plugin_dirs_config(false));
+  CommandResult run = p.ctl({"submit", "memtest", "-p", "megabytes=64", "-p", "oom_above_mb=40", "--wait"});
+  std::string id = run.out.substr(0, run.out.find(' '));
+  ASSERT_EQ(split_lines(run.out)[0], id + " succeeded");
+  EXPECT_NE(run.err.find("scheduled: rung resident on cuda:0"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("fallback: resident -> offload"), std::string::npos) << run.err;
+
+  std::string shown = p.ctl({"show", id}).out;
+  EXPECT_EQ(cells(line_starting(shown, "rung:")),
+            (std::vector<std::string>{"rung:", "offload on cuda:0 (rung 2 of 4)"}))
+      << shown;
+  auto history = history_rows(shown);
+  ASSERT_EQ(history.size(), 3u) << shown;
+  EXPECT_EQ(history[0][1], "scheduled");
+  EXPECT_EQ(history[0][2], "resident");
+  EXPECT_EQ(history[0][3], "cuda:0");
+  EXPECT_NE(history[0][4].find("GPU 64.0 MiB needed / 8.0 GiB available"), std::string::npos) << history[0][4];
+  EXPECT_EQ(history[1][1], "fallback");
+  EXPECT_EQ(history[1][2], "resident -> offload");
+  EXPECT_NE(history[1][4].find("out of memory"), std::string::npos) << history[1][4];
+  EXPECT_EQ(history[2][1], "scheduled");
+  EXPECT_EQ(history[2][2], "offload");
+  EXPECT_NE(history[2][4].find("GPU 32.0 MiB needed / 8.0 GiB available"), std::string::npos) << history[2][4];
+
+  auto plan = section(shown, "plan:");
+  EXPECT_EQ(row(plan, "resident").back(), "ruled out (fallback)") << shown;
+  EXPECT_EQ(row(plan, "offload").back(), "used") << shown;
+  EXPECT_EQ(row(plan, "half-steps")[1], "quality") << shown;
+  auto peaks = section(shown, "measured peaks:");
+  auto offload_peak = row(peaks, "offload");
+  ASSERT_EQ(offload_peak.size(), 9u) << shown;
+  EXPECT_EQ(offload_peak[3], "32.0 MiB");
+  EXPECT_EQ(offload_peak[5], "1.00x");
+  EXPECT_NE(section(shown, "events:").size(), 0u);
+
+  // The finished job's worker stays resident, idle, for its keep-alive.
+  auto workers = section(p.ctl({"status"}).out, "workers:");
+  auto memtest = row(workers, "memtest");
+  ASSERT_EQ(memtest.size(), 7u) << testing::PrintToString(workers);
+  EXPECT_EQ(memtest[1], "cuda:0");
+  EXPECT_EQ(memtest[2], "offload");
+  EXPECT_EQ(memtest[3], "idle");
+  EXPECT_NE(memtest[6].find("left"), std::string::npos);
+
+  // The policy flags reach the daemon as the job's policy.
+  std::string id2 = trim(p.ctl({"-q", "submit", "memtest", "-p", "megabytes=8", "--allow-degrade", "--floor",
+                                "steps=2"}).out);
+  Json job = p.ctl_json({"show", id2})["job"];
+  EXPECT_EQ(job["policy"], Json::parse(R"({"quality_fallback": true, "floor": {"steps": 2}})")) << job.dump();
+  EXPECT_NE(line_starting(p.ctl({"show", id2}).out, "policy:").find("\"quality_fallback\":true"), std::string::npos);
+  CommandResult bad = p.ctl({"submit", "memtest", "--floor", "precision=fp9"}, 2);
+  EXPECT_NE(bad.err.find("fp9"), std::string::npos) << bad.err;
+
+  auto ladder = section(p.ctl({"models", "memtest"}).out, "ladder:");
+  EXPECT_EQ(row(ladder, "half-steps")[1], "quality");
+  EXPECT_EQ(row(ladder, "offload")[1], "placement");
+}
+
+TEST(CtlPlugins, ShowGivesTheReasonAQueuedJobWaits) {
+  PluginDaemon p(simulated_gpu_config("100MiB") + plugin_dirs_config(false), "max_concurrent_jobs = 4\n");
+  std::string first =
+      trim(p.ctl({"-q", "submit", "memtest", "-p", "megabytes=64", "-p", "steps=40", "-p", "step_ms=100"}).out);
+  ASSERT_TRUE(test::wait_until([&] { return p.ctl_json({"show", first})["job"]["state"] == "running"; }));
+  std::string second = trim(p.ctl({"-q", "submit", "memtest", "-p", "megabytes=64"}).out);
+  ASSERT_TRUE(test::wait_until([&] { return p.ctl_json({"show", second}).contains("waiting"); }));
+  std::string shown = p.ctl({"show", second}).out;
+  std::string waiting = line_starting(shown, "waiting:");
+  EXPECT_NE(waiting.find("cuda:0"), std::string::npos) << shown;
+  EXPECT_EQ(cells(line_starting(shown, "state:")), (std::vector<std::string>{"state:", "queued"})) << shown;
+  p.ctl({"cancel", first, second});
 }
 
 }  // namespace

@@ -147,6 +147,14 @@ TEST(Fallback, AJobWhoseFloorCannotFitEvenAnEmptyDeviceFailsAtOnceWithTheNumbers
   EXPECT_NE(error.find("1.0 GiB"), std::string::npos) << error;
 }
 
+TEST(Fallback, AMisspeltPinnedRungIsRefusedAtSubmission) {
+  Harness h(config_with("\"8GiB\""));
+  Json r = h.c->call("submit", {{"job", memtest({{"megabytes", 8}}, {{"rung", "ofload"}})}});
+  EXPECT_EQ(r["error"]["code"], "invalid_params");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("did you mean 'offload'"), std::string::npos) << r.dump();
+  EXPECT_TRUE(h.c->call("list")["result"]["jobs"].empty()) << "nothing was queued";
+}
+
 TEST(Fallback, AJobThatFitsOnceRunningWorkEndsWaitsInsteadOfDegrading) {
   Harness h(config_with("\"100MiB\""), "max_concurrent_jobs = 4\n");
   std::string first = h.submit(memtest({{"megabytes", 64}, {"steps", 20}, {"step_ms", 100}}))["id"];

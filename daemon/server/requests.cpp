@@ -8,6 +8,7 @@
 
 #include "core/job_spec.hpp"
 #include "core/budget_scheduler.hpp"
+#include "core/messages.hpp"
 #include "server/daemon.hpp"
 #include "server/model_workers.hpp"
 #include "server/plugin_registry.hpp"
@@ -126,6 +127,18 @@ void Daemon::do_submit(const SessionPtr& s, const Request& req) {
       return;
     }
     Json plan = result;
+    // A pinned rung that the model does not have is a typo: refuse it now rather than
+    // let the job fail when the scheduler reaches it.
+    if (auto pin = spec.policy.find("rung"); pin != spec.policy.end() && pin->is_string()) {
+      std::vector<std::string> names;
+      for (const auto& r : plan) names.push_back(r.value("rung", ""));
+      if (std::find(names.begin(), names.end(), pin->get<std::string>()) == names.end()) {
+        s->error(id, err::invalid_params,
+                 "policy.rung: model '" + spec.model + "' has no rung '" + pin->get<std::string>() + "'" +
+                     did_you_mean(pin->get<std::string>(), names) + "; rungs: " + join(names));
+        return;
+      }
+    }
     correct_plan(spec.model, plan);
     try {
       auto submitted = store_->submit(spec, now_ms(), config_.daemon.max_queued_jobs, plan);

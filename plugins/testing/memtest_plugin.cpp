@@ -6,6 +6,7 @@
 // Per rung: alloc(denoise) = megabytes MiB * factor, alloc(decode) = half of that.
 // oom_above_mb / decode_oom_above_mb (0 = never) make a stage throw OomError when its
 // allocation at the rung would exceed them.
+#include <cstdio>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,7 +86,11 @@ Plan plan(const json& job, const json& rung) {
   return p;
 }
 
-std::string mib(int64_t bytes) { return std::to_string(static_cast<double>(bytes) / kMiB) + " MiB"; }
+std::string mib(int64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MiB", static_cast<double>(bytes) / kMiB);
+  return buf;
+}
 
 bool exists(const std::string& path) {
   struct stat st {};
