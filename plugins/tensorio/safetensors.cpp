@@ -6,10 +6,7 @@
 // the tensor). Thread-safety: no shared state; each call maps its own file.
 #include "tensorio/weights.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "tensorio/file_mapping.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -56,21 +53,6 @@ std::string shape_str(const std::vector<int64_t>& v) {
   s << "]";
   return s.str();
 }
-
-struct Mapping {
-  void* addr = nullptr;
-  size_t size = 0;
-  ~Mapping() {
-    if (addr && addr != MAP_FAILED) ::munmap(addr, size);
-  }
-};
-
-struct FileCloser {
-  int fd;
-  ~FileCloser() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 struct Entry {
   std::string name;
@@ -143,17 +125,20 @@ Parsed parse_header(const std::string& path, const char* data, uint64_t file_siz
       throw WeightError(where + ": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
                         "] hold " + std::to_string(e.end - e.begin) + " bytes but " + e.dtype_str + " " +
                         shape_str(e.shape) + " needs " + std::to_string(want));
-    if (e.end > data_size)
-      throw WeightError(where + ": data [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
-                        ") lies past the end of the data area (" + std::to_string(data_size) +
-                        " bytes; file truncated?)");
     p.entries.push_back(std::move(e));
   }
-  // Overlapping ranges mean a corrupt (or malicious) header: refuse rather than alias.
+  // In file order, so a truncated file names the first tensor it cut.
   std::vector<const Entry*> order;
-  for (const auto& e : p.entries)
-    if (e.end > e.begin) order.push_back(&e);
+  for (const auto& e : p.entries) order.push_back(&e);
   std::sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) { return a->begin < b->begin; });
+  for (const Entry* e : order)
+    if (e->end > data_size || e->begin > data_size)
+      throw WeightError(path + ": tensor '" + e->name + "': data [" + std::to_string(e->begin) + ", " +
+                        std::to_string(e->end) + ") lies past the end of the data area (" +
+                        std::to_string(data_size) + " bytes; file truncated?)");
+  // Overlapping ranges mean a corrupt (or malicious) header: refuse rather than alias.
+  order.erase(std::remove_if(order.begin(), order.end(), [](const Entry* e) { return e->end == e->begin; }),
+              order.end());
   for (size_t i = 1; i < order.size(); ++i)
     if (order[i]->begin < order[i - 1]->end)
       throw WeightError(path + ": tensors '" + order[i - 1]->name + "' and '" + order[i]->name +
@@ -189,26 +174,10 @@ std::map<std::string, TensorInfo> read_safetensors_header(const std::string& pat
 }
 
 TensorMap load_safetensors(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw WeightError(path + ": cannot open: " + errno_str());
-  FileCloser closer{fd};
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) throw WeightError(path + ": cannot stat: " + errno_str());
-  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
-  if (file_size < 8) throw WeightError(path + ": not a safetensors file (" + std::to_string(file_size) + " bytes)");
-
-  auto map = std::make_shared<Mapping>();
-  // Private + writable: pages are shared with the page cache until someone writes to
-  // a tensor in place, which then gets its own copy instead of a SIGSEGV.
-  map->addr = ::mmap(nullptr, file_size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  if (map->addr == MAP_FAILED) {
-    map->addr = nullptr;
-    throw WeightError(path + ": cannot mmap: " + errno_str());
-  }
-  map->size = file_size;
-  const char* base = static_cast<const char*>(map->addr);
-  Parsed p = parse_header(path, base, file_size);
-  char* data = static_cast<char*>(map->addr) + 8 + p.header_len;
+  auto map = detail::FileMapping::open(path);
+  if (map->size < 8) throw WeightError(path + ": not a safetensors file (" + std::to_string(map->size) + " bytes)");
+  Parsed p = parse_header(path, map->data, map->size);
+  char* data = map->data + 8 + p.header_len;
 
   TensorMap out;
   for (auto& e : p.entries) {

@@ -3,8 +3,13 @@
 #include "tensorio/weights.hpp"
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 namespace reel::tensorio {
 namespace {
@@ -66,7 +71,8 @@ torch::Tensor dequantize_fp8_e5m2(const torch::Tensor& raw_u8, double scale) {
   return dequantize(raw_u8, scale, false, "dequantize_fp8_e5m2");
 }
 
-Weights::Weights(TensorMap tensors, std::string source) : tensors_(std::move(tensors)), source_(std::move(source)) {}
+Weights::Weights(TensorMap tensors, std::string source, std::map<std::string, std::string> raw_fp8)
+    : tensors_(std::move(tensors)), source_(std::move(source)), raw_fp8_(std::move(raw_fp8)) {}
 
 bool Weights::has(const std::string& name) const { return tensors_.count(name) != 0; }
 
@@ -77,6 +83,10 @@ torch::Tensor Weights::require(const std::string& name, const std::vector<int64_
   if (!shape.empty() && t.sizes() != c10::IntArrayRef(shape))
     throw WeightError(source_ + ": tensor '" + name + "': expected shape " + shape_str(shape) + ", found " +
                       shape_str(t.sizes()));
+  if (auto f8 = raw_fp8_.find(name); f8 != raw_fp8_.end()) {
+    auto v = f8->second == "F8_E5M2" ? dequantize_fp8_e5m2(t) : dequantize_fp8_e4m3(t);
+    return v.to(dtype);
+  }
   return t.scalar_type() == dtype ? t : t.to(dtype);
 }
 
@@ -96,6 +106,40 @@ void Weights::strip_prefix(const std::string& prefix) {
     out.emplace(std::move(key), v);
   }
   tensors_ = std::move(out);
+  std::map<std::string, std::string> fp8;
+  for (auto& [k, v] : raw_fp8_) fp8[k.compare(0, prefix.size(), prefix) == 0 ? k.substr(prefix.size()) : k] = v;
+  raw_fp8_ = std::move(fp8);
+}
+
+namespace {
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+void note_fp8(const std::string& file, std::map<std::string, std::string>& out) {
+  for (auto& [name, info] : read_safetensors_header(file))
+    if (info.dtype.rfind("F8_", 0) == 0) out[name] = info.dtype;
+}
+}  // namespace
+
+Weights load_weights(const std::string& path) {
+  std::map<std::string, std::string> fp8;
+  if (ends_with(path, ".safetensors")) {
+    TensorMap t = load_safetensors(path);
+    note_fp8(path, fp8);
+    return Weights(std::move(t), path, std::move(fp8));
+  }
+  if (ends_with(path, ".index.json")) {
+    TensorMap t = load_safetensors_index(path);  // validates the index and every shard
+    std::ifstream f(path);
+    const auto j = nlohmann::json::parse(f);
+    std::set<std::string> shards;
+    for (auto& [name, shard] : j["weight_map"].items()) shards.insert(shard.get<std::string>());
+    const auto dir = std::filesystem::path(path).parent_path();
+    for (auto& shard : shards) note_fp8((dir / shard).string(), fp8);
+    for (auto it = fp8.begin(); it != fp8.end();) it = t.count(it->first) ? std::next(it) : fp8.erase(it);
+    return Weights(std::move(t), path, std::move(fp8));
+  }
+  return Weights(load_pth(path), path);
 }
 
 }  // namespace reel::tensorio

@@ -5,11 +5,12 @@
 // Tensors come back on the CPU in their stored dtype (f64, f32, bf16, f16, i64, i32,
 // i16, i8, u8, bool). LibTorch 1.13 has no float8 types, so F8_E4M3 / F8_E5M2 tensors
 // come back as uint8 holding the raw bytes: decode them with dequantize_fp8_e4m3 /
-// dequantize_fp8_e5m2 (read_safetensors_header tells which names are float8).
-// safetensors tensors alias a private (copy-on-write) file mapping, so loading copies
-// nothing; the mapping stays alive while any tensor from it lives. A tensor whose data
-// offset is not aligned to its element size is copied out instead. Every error is a WeightError whose message
-// names the file and, where there is one, the tensor.
+// dequantize_fp8_e5m2, or load through load_weights, whose require() decodes them.
+// Loading copies nothing: the file is mapped private (copy-on-write) and tensors alias
+// it; the mapping lives while any tensor from it does. Exceptions, copied out: a
+// safetensors tensor whose offset is misaligned for its dtype, and a .pth storage
+// that is compressed. Every error is a WeightError whose message names the file and,
+// where there is one, the tensor.
 // Thread-safety: loading functions are reentrant; Weights is not synchronised.
 #pragma once
 
@@ -61,11 +62,14 @@ TensorMap load_pth(const std::string& path);
 class Weights {
  public:
   Weights() = default;
-  Weights(TensorMap tensors, std::string source);
+  // `raw_fp8` names the tensors that hold raw float8 bytes (uint8), with their format
+  // ("F8_E4M3" or "F8_E5M2"): require() decodes those before converting.
+  Weights(TensorMap tensors, std::string source, std::map<std::string, std::string> raw_fp8 = {});
 
   bool has(const std::string& name) const;
-  // The tensor, converted to `dtype`; throws WeightError if missing or, when `shape`
-  // is given, of another shape.
+  // The tensor, converted to `dtype` (float8 decoded first); throws WeightError if
+  // missing or, when `shape` is given, of another shape. Unconverted tensors may alias
+  // the file mapping: clone before writing in place if the Weights are shared.
   torch::Tensor require(const std::string& name, const std::vector<int64_t>& shape = {},
                         torch::Dtype dtype = torch::kFloat32) const;
   // The stored shape (for inferring sizes the config does not give).
@@ -78,6 +82,12 @@ class Weights {
  private:
   TensorMap tensors_;
   std::string source_;
+  std::map<std::string, std::string> raw_fp8_;
 };
+
+// Any checkpoint by its file name: *.safetensors, *.index.json (sharded safetensors)
+// or a torch.save archive (anything else: .pth, .pt, .bin, .ckpt). The Weights' source
+// is `path`, and float8 safetensors tensors are marked so require() decodes them.
+Weights load_weights(const std::string& path);
 
 }  // namespace reel::tensorio

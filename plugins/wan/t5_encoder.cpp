@@ -116,8 +116,6 @@ torch::Tensor gelu_tanh(const torch::Tensor& x) {
   return 0.5 * x * (1.0 + torch::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * torch::pow(x, 3.0))));
 }
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w) { return torch::matmul(x, w.t()); }
-
 }  // namespace
 
 torch::Tensor T5Encoder::forward(const torch::Tensor& ids_in, const torch::Tensor& mask_in) const {
@@ -140,22 +138,23 @@ torch::Tensor T5Encoder::forward(const torch::Tensor& ids_in, const torch::Tenso
   torch::Tensor shared_bias;
   if (cfg_.shared_pos) shared_bias = position_bias(shared_pos_, L, L);
 
+  // nn.Linear(bias=False) layers are torch::linear without bias, as the reference calls them.
   for (const Block& b : blocks_) {
     auto pos = cfg_.shared_pos ? shared_bias : position_bias(b.pos, L, L);
     auto bias = torch::zeros({B, H, L, L}, x.options()) + pos;
     if (key_mask.defined()) bias.masked_fill_(key_mask, std::numeric_limits<float>::lowest());
 
     auto h = rms_norm(x, b.norm1);
-    auto q = linear(h, b.q).view({B, L, H, C}).permute({0, 2, 1, 3});  // [B, H, L, C]
-    auto k = linear(h, b.k).view({B, L, H, C}).permute({0, 2, 3, 1});  // [B, H, C, L]
-    auto v = linear(h, b.v).view({B, L, H, C}).permute({0, 2, 1, 3});  // [B, H, L, C]
+    auto q = torch::linear(h, b.q).view({B, L, H, C}).permute({0, 2, 1, 3});  // [B, H, L, C]
+    auto k = torch::linear(h, b.k).view({B, L, H, C}).permute({0, 2, 3, 1});  // [B, H, C, L]
+    auto v = torch::linear(h, b.v).view({B, L, H, C}).permute({0, 2, 1, 3});  // [B, H, L, C]
     // T5 does not scale the logits by 1/sqrt(head_dim).
     auto attn = torch::softmax(torch::matmul(q, k) + bias, -1);
     auto a = torch::matmul(attn, v).permute({0, 2, 1, 3}).reshape({B, L, H * C});
-    x = x + linear(a, b.o);
+    x = x + torch::linear(a, b.o);
 
     h = rms_norm(x, b.norm2);
-    x = x + linear(linear(h, b.fc1) * gelu_tanh(linear(h, b.gate)), b.fc2);
+    x = x + torch::linear(torch::linear(h, b.fc1) * gelu_tanh(torch::linear(h, b.gate)), b.fc2);
   }
   return rms_norm(x, norm_);
 }

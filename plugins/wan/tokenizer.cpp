@@ -1,9 +1,12 @@
 // Wan 2.1 prompt cleaning and SentencePiece tokenization; see tokenizer.hpp.
 #include "tokenizer.hpp"
 
+#include <dlfcn.h>
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <mutex>
+#include <new>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -291,6 +294,27 @@ std::u32string ftfy_fix(const std::u32string& in) {
   std::u32string s = in;
   // unescape_html="auto": only when the text has no '<' (looks like it is not HTML).
   if (s.find(U'<') == std::u32string::npos) s = ftfy_unescape(s);
+  // remove_terminal_escapes: ESC '[' [0-9;]* [A-Za-z]
+  {
+    std::u32string t;
+    t.reserve(s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+      if (s[i] == 0x1B && i + 1 < s.size() && s[i + 1] == '[') {
+        size_t j = i + 2;
+        while (j < s.size() && (is_digit(s[j]) || s[j] == ';')) ++j;
+        if (j < s.size() && ((s[j] >= 'a' && s[j] <= 'z') || (s[j] >= 'A' && s[j] <= 'Z'))) {
+          i = j;
+          continue;
+        }
+      }
+      t.push_back(s[i]);
+    }
+    s.swap(t);
+  }
+  // fix_c1_controls: C1 characters are read as the windows-1252 bytes they usually were
+  // ("sloppy": the five undefined ones stay); html's cp1252 table is the same mapping.
+  for (char32_t& c : s)
+    if (c >= 0x80 && c <= 0x9F) c = charref(false, c)[0];
   std::u32string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
@@ -357,6 +381,78 @@ std::u32string strip(const std::u32string& s) {
   return s.substr(b, e - b);
 }
 
+
+// ---- SentencePiece, loaded in isolation ----
+//
+// Debian's libsentencepiece.so.0 carries its own protobuf 3.14 and exports those symbols,
+// while LibTorch pulls in the system libprotobuf (3.21). Linked normally into one process,
+// whichever loads first interposes the other: the process crashes in libprotobuf's static
+// initialisers, or sentencepiece's version check throws. So the library is dlopen'ed with
+// RTLD_LOCAL (its symbols stay out of the global scope) and RTLD_DEEPBIND (it binds to its
+// own protobuf first), and this file references no sentencepiece symbol at link time: the
+// object is built by the constructor found with dlsym, methods are called through the
+// vtable (they are virtual), and the two non-virtual util::Status members are dlsym'ed.
+struct SpLib {
+  void (*construct)(void* self) = nullptr;          // SentencePieceProcessor::SentencePieceProcessor()
+  void (*status_destroy)(void* self) = nullptr;     // util::Status::~Status()
+  std::string (*status_string)(const void* self) = nullptr;  // util::Status::ToString()
+  std::string error;
+};
+
+const SpLib& sp_lib() {
+  static const SpLib lib = [] {
+    SpLib l;
+    void* h = nullptr;
+    for (const char* name : {"libsentencepiece.so.0", "libsentencepiece.so"}) {
+      h = dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      if (h) break;
+    }
+    if (!h) {
+      const char* err = dlerror();
+      l.error = std::string("cannot load libsentencepiece: ") + (err ? err : "unknown error");
+      return l;
+    }
+    // Member functions take `this` first (Itanium C++ ABI), so plain function pointers fit.
+    l.construct = reinterpret_cast<void (*)(void*)>(dlsym(h, "_ZN13sentencepiece22SentencePieceProcessorC1Ev"));
+    l.status_destroy = reinterpret_cast<void (*)(void*)>(dlsym(h, "_ZN13sentencepiece4util6StatusD1Ev"));
+    l.status_string =
+        reinterpret_cast<std::string (*)(const void*)>(dlsym(h, "_ZNK13sentencepiece4util6Status8ToStringB5cxx11Ev"));
+    if (!l.construct || !l.status_destroy || !l.status_string)
+      l.error = "libsentencepiece lacks the expected SentencePieceProcessor/Status symbols";
+    return l;  // the handle stays open for the life of the process
+  }();
+  return lib;
+}
+
+// A util::Status returned by value, held in raw storage so that this file never names its
+// out-of-line destructor (C++17 elision constructs the result directly in the storage).
+class SpStatus {
+ public:
+  template <typename F>
+  explicit SpStatus(F&& call) {
+    new (storage_) sentencepiece::util::Status(call());
+  }
+  ~SpStatus() { sp_lib().status_destroy(storage_); }
+  SpStatus(const SpStatus&) = delete;
+  SpStatus& operator=(const SpStatus&) = delete;
+  bool ok() const { return get().ok(); }
+  std::string message() const { return sp_lib().status_string(storage_); }
+
+ private:
+  const sentencepiece::util::Status& get() const {
+    return *std::launder(reinterpret_cast<const sentencepiece::util::Status*>(storage_));
+  }
+  alignas(sentencepiece::util::Status) unsigned char storage_[sizeof(sentencepiece::util::Status)];
+};
+
+sentencepiece::SentencePieceProcessor* new_processor() {
+  const SpLib& lib = sp_lib();
+  if (!lib.error.empty()) throw std::runtime_error(lib.error);
+  void* mem = ::operator new(sizeof(sentencepiece::SentencePieceProcessor));
+  lib.construct(mem);
+  return static_cast<sentencepiece::SentencePieceProcessor*>(mem);
+}
+
 }  // namespace
 
 std::string html_unescape(const std::string& utf8) { return encode_utf8(unescape_once(decode_utf8(utf8))); }
@@ -382,11 +478,12 @@ std::string clean_prompt(const std::string& utf8) {
 }
 
 T5Tokenizer::T5Tokenizer(const std::string& spiece_model_path, int64_t text_len)
-    : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), path_(spiece_model_path), text_len_(text_len) {
+    : path_(spiece_model_path), text_len_(text_len) {
   if (text_len < 1) throw std::runtime_error("T5Tokenizer: text_len must be >= 1");
-  auto status = sp_->Load(spiece_model_path);
+  sp_.reset(new_processor());  // deleted through its virtual destructor
+  SpStatus status([&] { return sp_->Load(spiece_model_path); });
   if (!status.ok())
-    throw std::runtime_error("cannot load SentencePiece model " + spiece_model_path + ": " + status.ToString());
+    throw std::runtime_error("cannot load SentencePiece model " + spiece_model_path + ": " + status.message());
 }
 
 T5Tokenizer::~T5Tokenizer() = default;
@@ -397,8 +494,8 @@ Tokens T5Tokenizer::encode(const std::string& prompt) const { return encode_clea
 
 Tokens T5Tokenizer::encode_clean(const std::string& cleaned) const {
   std::vector<int> pieces;
-  auto status = sp_->Encode(cleaned, &pieces);
-  if (!status.ok()) throw std::runtime_error("SentencePiece (" + path_ + ") failed: " + status.ToString());
+  SpStatus status([&] { return sp_->Encode(cleaned, &pieces); });
+  if (!status.ok()) throw std::runtime_error("SentencePiece (" + path_ + ") failed: " + status.message());
   // Truncation keeps room for the eos the tokenizer appends (add_special_tokens=True).
   const size_t keep = std::min(pieces.size(), static_cast<size_t>(text_len_ - 1));
   Tokens t;

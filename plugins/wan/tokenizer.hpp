@@ -33,9 +33,10 @@ namespace reel::wan {
 std::string html_unescape(const std::string& utf8);
 
 // The reference's clean='whitespace' text cleaning, see the header comment. ftfy.fix_text
-// is approximated by the parts of it that change well-formed prompts: control character
-// removal, line-break and curly-quote normalisation, Latin ligatures, and its extra
-// HTML unescape (only when the text has no '<', as ftfy's "auto" mode). Mojibake repair
+// is approximated by the parts of it that change well-formed prompts: terminal escapes and
+// control characters removed, C1 characters read as windows-1252, line-break and
+// curly-quote normalisation, Latin ligatures, and its extra HTML unescape (only when the
+// text has no '<', as ftfy's "auto" mode: so "&amp;amp;amp;" ends as "&"). Mojibake repair
 // (fix_encoding) is not done: it only matters for text that was already mis-decoded.
 // NFC/width normalisation is left to SentencePiece's own NFKC normaliser.
 std::string clean_prompt(const std::string& utf8);

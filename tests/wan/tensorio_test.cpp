@@ -8,8 +8,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
+#include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
+#include <torch/serialize.h>
 #include <nlohmann/json.hpp>
 
 #include "tensorio/weights.hpp"
@@ -126,7 +129,8 @@ TEST(Safetensors, RoundTripsDtypes) {
   EXPECT_TRUE(std::isnan(a[5]));
   EXPECT_EQ(a[6], 0.0f);
   EXPECT_EQ(a[7], 448.0f);  // largest finite e4m3fn
-  EXPECT_EQ(dequantize_fp8_e4m3(m.at("f8"), 0.5).accessor<float, 1>()[1], 1.0f);
+  auto halved = dequantize_fp8_e4m3(m.at("f8"), 0.5);
+  EXPECT_EQ(halved[1].item<float>(), 1.0f);
 
   auto info = read_safetensors_header(p);
   EXPECT_EQ(info.at("f8").dtype, "F8_E4M3");
@@ -320,4 +324,259 @@ TEST(Weights, RequireChecksNameShapeAndConverts) {
   w.strip_prefix("model.");
   EXPECT_TRUE(w.has("b"));
   EXPECT_FALSE(w.has("model.b"));
+}
+
+// ---- .pth (torch.save zip archives) ----
+
+namespace {
+
+// Pickle bytes built opcode by opcode (protocol 2, as torch.save writes them).
+struct Pickle {
+  std::string b = "\x80\x02";
+  Pickle& op(char c) { b += c; return *this; }
+  Pickle& str(const std::string& s) {
+    b += 'X';
+    uint32_t n = static_cast<uint32_t>(s.size());
+    for (int i = 0; i < 4; ++i) b += static_cast<char>((n >> (8 * i)) & 0xFF);
+    b += s;
+    return *this;
+  }
+  Pickle& i1(uint8_t v) { b += 'K'; b += static_cast<char>(v); return *this; }
+  Pickle& global(const std::string& module, const std::string& name) {
+    b += 'c' + module + "\n" + name + "\n";
+    return *this;
+  }
+  Pickle& ints(const std::vector<uint8_t>& v) {  // a tuple of small ints
+    op('(');
+    for (auto x : v) i1(x);
+    return op('t');
+  }
+  // _rebuild_tensor_v2(storage(key), offset, size, stride, False, OrderedDict())
+  Pickle& tensor(const std::string& key, const std::string& storage_type, uint8_t numel, uint8_t offset,
+                 const std::vector<uint8_t>& size, const std::vector<uint8_t>& stride) {
+    global("torch._utils", "_rebuild_tensor_v2");
+    op('(');
+    op('(').str("storage").global("torch", storage_type).str(key).str("cpu").i1(numel).op('t').op('Q');
+    i1(offset).ints(size).ints(stride).op('\x89');
+    global("collections", "OrderedDict").op(')').op('R');
+    return op('t').op('R');
+  }
+};
+
+// A torch.save-style archive: <name>/data.pkl, <name>/data/<key>, <name>/version.
+void write_pth(const std::string& path, const std::string& pkl, const std::map<std::string, std::string>& storages) {
+  caffe2::serialize::PyTorchStreamWriter w(path);
+  w.writeRecord("data.pkl", pkl.data(), pkl.size());
+  for (auto& [k, v] : storages) w.writeRecord("data/" + k, v.data(), v.size());
+  w.writeEndOfFile();
+}
+
+}  // namespace
+
+TEST(Pth, NestedDictSharedStorageAndSkippedLeaves) {
+  TmpDir d;
+  const auto p = d.file("nested.pth");
+  std::vector<float> s0 = {0, 1, 2, 3, 4, 5};
+  std::vector<uint16_t> s1 = {0x3F80, 0x4000};  // bf16 1, 2
+  Pickle k;
+  k.op('}').op('(');                            // {
+  k.str("module").op('}').op('q').b += '\x01';  //   "module": {   (memoised as 1)
+  k.op('(');
+  k.str("a.weight").tensor("0", "FloatStorage", 6, 0, {2, 3}, {3, 1});  // rows of storage 0
+  k.str("a.col").tensor("0", "FloatStorage", 6, 1, {2}, {3});           // a strided view of it
+  k.str("b").tensor("1", "BFloat16Storage", 2, 0, {2}, {1});
+  k.op('u');                                    //   }
+  k.str("epoch").i1(3);                         //   "epoch": 3 (not a weight)
+  k.op('u').op('.');
+  write_pth(p, k.b, {{"0", raw(s0)}, {"1", raw(s1)}});
+
+  auto m = load_pth(p);
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_TRUE(m.at("module.a.weight").equal(torch::arange(6, torch::kFloat32).view({2, 3})));
+  EXPECT_TRUE(m.at("module.a.col").equal(torch::tensor({1.0f, 4.0f})));
+  EXPECT_EQ(m.at("module.b").scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(m.at("module.b").to(torch::kFloat32).equal(torch::tensor({1.0f, 2.0f})));
+  // Two tensors over one storage share its bytes, as in Python.
+  EXPECT_EQ(m.at("module.a.weight").storage().data(), m.at("module.a.col").storage().data());
+
+  Weights w(m, p);
+  w.strip_prefix("module.");
+  EXPECT_EQ(w.require("a.weight", {2, 3}).sum().item<float>(), 15.0f);
+}
+
+TEST(Pth, RefusesWhatItDoesNotUnderstand) {
+  TmpDir d;
+  {
+    const auto p = d.file("evil.pth");
+    Pickle k;
+    k.global("os", "system").op('(').str("touch /tmp/pwned").op('t').op('R').op('.');
+    write_pth(p, k.b, {});
+    expect_weight_error([&] { load_pth(p); }, {p, "os.system"});
+  }
+  {
+    const auto p = d.file("opcode.pth");
+    Pickle k;
+    k.b += "i__builtin__\neval\n";  // INST: never emitted by torch.save
+    write_pth(p, k.b, {});
+    expect_weight_error([&] { load_pth(p); }, {p, "opcode 0x69"});
+  }
+  {
+    const auto p = d.file("past_storage.pth");
+    Pickle k;
+    k.op('}').str("w").tensor("0", "FloatStorage", 4, 2, {2, 2}, {2, 1}).op('s').op('.');
+    write_pth(p, k.b, {{"0", std::string(16, '\0')}});
+    expect_weight_error([&] { load_pth(p); }, {p, "past the end of its storage"});
+  }
+  {
+    const auto p = d.file("no_storage.pth");
+    Pickle k;
+    k.op('}').str("w").tensor("7", "FloatStorage", 4, 0, {4}, {1}).op('s').op('.');
+    write_pth(p, k.b, {});
+    expect_weight_error([&] { load_pth(p); }, {p, "data/7"});
+  }
+  {
+    const auto p = d.file("short_storage.pth");
+    Pickle k;
+    k.op('}').str("w").tensor("0", "FloatStorage", 8, 0, {8}, {1}).op('s').op('.');
+    write_pth(p, k.b, {{"0", std::string(16, '\0')}});
+    expect_weight_error([&] { load_pth(p); }, {p, "data/0", "truncated"});
+  }
+  {
+    const auto p = d.file("not_a_zip.pth");
+    write_file(p, "this is not a zip archive at all");
+    expect_weight_error([&] { load_pth(p); }, {p});
+  }
+  expect_weight_error([&] { load_pth(d.file("absent.pth")); }, {d.file("absent.pth")});
+}
+
+TEST(Pth, ReadsWhatLibTorchWrites) {
+  // torch::pickle_save writes the same zip layout torch.save does (archive "archive").
+  c10::Dict<std::string, at::Tensor> dict;
+  dict.insert("x", torch::arange(12, torch::kFloat32).view({3, 4}));
+  dict.insert("y", torch::tensor({7, 8}, torch::kInt64));
+  const std::vector<char> bytes = torch::pickle_save(dict);
+  TmpDir d;
+  const auto p = d.file("libtorch.pth");
+  write_file(p, std::string(bytes.begin(), bytes.end()));
+  auto m = load_pth(p);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_TRUE(m.at("x").equal(torch::arange(12, torch::kFloat32).view({3, 4})));
+  EXPECT_TRUE(m.at("y").equal(torch::tensor({7, 8}, torch::kInt64)));
+}
+
+TEST(Pth, WanT5Checkpoint) {
+  const auto dir = wan_dir();
+  const auto g = reel::golden::read_json(dir + "/golden.json")["t5"];
+  const auto path = dir + "/checkpoint/models_t5_umt5-xxl-enc-bf16.pth";
+  Weights w(load_pth(path), path);
+  const int64_t vocab = g["vocab"], dim = g["dim"], dim_attn = g["dim_attn"], dim_ffn = g["dim_ffn"],
+                heads = g["num_heads"], layers = g["num_layers"], buckets = g["num_buckets"];
+  // Key names as in Wan2.1 wan/modules/t5.py (T5Encoder).
+  auto emb = w.require("token_embedding.weight", {vocab, dim});
+  EXPECT_EQ(emb.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::isfinite(emb).all().item<bool>());
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string b = "blocks." + std::to_string(l) + ".";
+    w.require(b + "attn.q.weight", {dim_attn, dim});
+    w.require(b + "attn.o.weight", {dim, dim_attn});
+    w.require(b + "ffn.fc2.weight", {dim, dim_ffn});
+    if (!g["shared_pos"].get<bool>()) w.require(b + "pos_embedding.embedding.weight", {buckets, heads});
+  }
+  w.require("norm.weight", {dim});
+  EXPECT_FALSE(w.has("blocks." + std::to_string(layers) + ".attn.q.weight"));
+}
+
+TEST(Pth, WanVaeCheckpoint) {
+  const auto dir = wan_dir();
+  const auto g = reel::golden::read_json(dir + "/golden.json")["vae"];
+  const auto path = dir + "/checkpoint/Wan2.1_VAE.pth";
+  Weights w(load_pth(path), path);
+  const int64_t dim = g["dim"], z_dim = g["z_dim"];
+  // Key names as in Wan2.1 wan/modules/vae.py (WanVAE_: encoder, conv1, conv2, decoder).
+  auto c = w.require("encoder.conv1.weight", {dim, 3, 3, 3, 3});
+  EXPECT_EQ(c.scalar_type(), torch::kFloat32);
+  w.require("encoder.conv1.bias", {dim});
+  // The encoder emits mean and log-variance: 2 * z_dim channels.
+  w.require("conv1.weight", {2 * z_dim, 2 * z_dim, 1, 1, 1});
+  w.require("conv2.weight", {z_dim, z_dim, 1, 1, 1});
+  w.require("decoder.head.2.weight", {3, dim, 3, 3, 3});
+  for (auto& [k, t] : w.all()) EXPECT_EQ(t.scalar_type(), torch::kFloat32) << k;
+}
+
+TEST(Pth, HunyuanAvatarModuleWrapper) {
+  const auto dir = hya_dir();
+  const auto cfg = reel::golden::read_json(dir + "/checkpoint/config.json");
+  const auto path = dir + "/checkpoint/transformers/mp_rank_00_model_states.pt";
+  auto m = load_pth(path);
+  ASSERT_FALSE(m.empty());
+  for (auto& [k, t] : m) EXPECT_EQ(k.rfind("module.", 0), 0u) << k;
+  Weights w(std::move(m), path);
+  w.strip_prefix("module.");
+  const int64_t hidden = cfg["hidden_size"], in_ch = cfg["in_channels"];
+  const auto ps = cfg["patch_size"].get<std::vector<int64_t>>();
+  w.require("img_in.proj.weight", {hidden, in_ch, ps[0], ps[1], ps[2]});
+  w.require("img_in.proj.bias", {hidden});
+}
+
+TEST(Pth, LoadingDoesNotCopy) {
+  // Storages alias the file's mapping: every storage's address, relative to the
+  // lowest one, is the distance between their records in the file.
+  const auto path = wan_dir() + "/checkpoint/Wan2.1_VAE.pth";
+  auto m = load_pth(path);
+  caffe2::serialize::PyTorchStreamReader reader(path);
+  std::set<int64_t> offsets;
+  for (auto& r : reader.getAllRecords())
+    if (r.rfind("data/", 0) == 0) offsets.insert(static_cast<int64_t>(reader.getRecordOffset(r)));
+  ASSERT_FALSE(offsets.empty());
+  const char* lowest = nullptr;
+  for (auto& [k, t] : m) {
+    auto p = static_cast<const char*>(t.storage().data());
+    if (!lowest || p < lowest) lowest = p;
+  }
+  for (auto& [k, t] : m) {
+    const int64_t rel = static_cast<const char*>(t.storage().data()) - lowest + *offsets.begin();
+    EXPECT_TRUE(offsets.count(rel)) << k << " is not at a record offset: it was copied";
+  }
+  // Writing to a loaded tensor does not reach the file.
+  const std::string k = m.begin()->first;
+  const float before = m.begin()->second.flatten()[0].item<float>();
+  m.begin()->second.add_(1);
+  EXPECT_EQ(load_pth(path).at(k).flatten()[0].item<float>(), before);
+}
+
+TEST(Pth, CompressedRecordsAreRead) {
+  // torch.save never compresses, but a re-zipped archive may: such storages are read
+  // (and inflated) through the archive reader instead of aliased.
+  TmpDir d;
+  const auto p = d.file("deflated.pth");
+  std::vector<float> s0(64, 0.5f);
+  Pickle k;
+  k.op('}').str("w").tensor("0", "FloatStorage", 64, 0, {8, 8}, {8, 1}).op('s').op('.');
+  {
+    caffe2::serialize::PyTorchStreamWriter w(p);
+    w.writeRecord("data.pkl", k.b.data(), k.b.size());
+    const std::string bytes = raw(s0);
+    w.writeRecord("data/0", bytes.data(), bytes.size(), /*compress=*/true);
+    w.writeEndOfFile();
+  }
+  auto m = load_pth(p);
+  EXPECT_TRUE(m.at("w").equal(torch::full({8, 8}, 0.5f)));
+}
+
+TEST(Weights, LoadWeightsByExtensionDecodesFp8) {
+  TmpDir d;
+  const auto p = d.file("mixed.safetensors");
+  write_file(p, mixed_file());
+  Weights w = load_weights(p);
+  EXPECT_EQ(w.source(), p);
+  auto f8 = w.require("f8", {8});
+  EXPECT_EQ(f8.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(f8[1].item<float>(), 2.0f);
+  EXPECT_EQ(f8[2].item<float>(), -1.0f);
+  EXPECT_EQ(w.require("bf16").scalar_type(), torch::kFloat32);
+
+  const auto vae = wan_dir() + "/checkpoint/Wan2.1_VAE.pth";
+  EXPECT_TRUE(load_weights(vae).has("encoder.conv1.weight"));
+  expect_weight_error([&] { load_weights(vae).require("encoder.conv1.weight", {1}); },
+                      {vae, "'encoder.conv1.weight'", "expected shape [1]"});
 }

@@ -1,0 +1,67 @@
+// Writing model output as media files with FFmpeg's libraries (libavformat,
+// libavcodec + libx264, libswscale): H.264 MP4 for videos, PNG for stills / contact
+// sheets, and a decoder used by tests to read results back. Torch-free, so the daemon
+// can link it as well as the model plugins.
+//
+// Pixel layout everywhere: 8-bit RGB, interleaved, rows top to bottom, frames
+// contiguous: index ((f * height + y) * width + x) * 3 + c.
+// MP4: H.264 (libx264) yuv420p, limited range, BT.709 matrix (tagged in the stream so
+// players convert back the same way), constant frame rate, "+faststart" (index at the
+// front, playable while downloading). yuv420p needs even sizes: odd widths/heights are
+// refused rather than silently padded or cropped (Wan sizes are multiples of 16).
+// Errors: every failure throws MediaError with the path and FFmpeg's reason; a failed
+// write removes the partial file.
+// Thread-safety: functions are reentrant (no shared state; FFmpeg >= 4 needs no global init).
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace reel::media {
+
+struct MediaError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Mp4Options {
+  int crf = 18;                  // x264 constant rate factor: 0 lossless .. 51; 18 is visually lossless
+  std::string preset = "medium"; // x264 preset: ultrafast .. veryslow
+  // Hook for muxing a soundtrack later (e.g. avatar models): a path to an audio file. Not
+  // implemented yet: a non-empty value throws MediaError instead of silently dropping it.
+  std::string audio;
+};
+
+// Encodes `frames` RGB frames of width x height (buffer of frames*height*width*3 bytes) at
+// `fps` frames per second into an MP4 at `path` (overwritten).
+void write_mp4(const std::string& path, const uint8_t* rgb, int frames, int height, int width, double fps,
+               const Mp4Options& options = {});
+
+struct VideoInfo {
+  int width = 0, height = 0;
+  int64_t frames = 0;       // from the container's index, or counted by decoding when absent
+  double fps = 0;           // average frame rate
+  double duration_s = 0;
+  std::string codec;        // e.g. "h264"
+  std::string pixel_format; // e.g. "yuv420p"
+};
+VideoInfo read_video_info(const std::string& path);
+
+struct DecodedVideo {
+  int width = 0, height = 0;
+  int64_t frames = 0;
+  double fps = 0;
+  std::vector<uint8_t> rgb;  // frames*height*width*3, the layout above
+};
+// Decodes every frame of the first video stream to RGB (using the stream's colour matrix).
+DecodedVideo decode_frames(const std::string& path);
+
+// A single RGB image (width*height*3 bytes) as PNG, via libavcodec's PNG encoder.
+void write_png(const std::string& path, const uint8_t* rgb, int width, int height);
+
+// FFmpeg logs to stderr at "info" by default (x264 prints its settings per file). This
+// lowers the process-wide level to errors only; the daemon or a test calls it once.
+void quiet_ffmpeg_logging();
+
+}  // namespace reel::media
