@@ -59,8 +59,11 @@ TEST(Kill9, EveryAcknowledgedJobSurvivesExactlyOnce) {
     if (e["kind"] == "state" && e["data"]["to"] == "queued" && e["data"]["from"] == "running") explained = true;
   EXPECT_TRUE(explained) << "the re-queue is recorded as an event: " << interrupted["events"].dump();
 
-  for (const auto& id : acknowledged)
-    if (id != running) EXPECT_EQ(ctl_json(d, {"show", id})["job"]["crash_count"], 0) << id;
+  for (const auto& id : acknowledged) {
+    if (id != running) {
+      EXPECT_EQ(ctl_json(d, {"show", id})["job"]["crash_count"], 0) << id;
+    }
+  }
 }
 
 }  // namespace
