@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # reel in one command on a fresh Debian 12: installs the build dependencies, builds
 # reeld and reelctl (RelWithDebInfo, ./build, shared with scripts/test.sh), starts a
-# throwaway daemon with its own state dir and socket, runs one job of the diagnostic `sleep` model to completion, shows
-# it, and stops the daemon again. Nothing outside ./build and a temp dir is touched.
+# throwaway daemon with its own state dir and socket, runs one job of the diagnostic
+# `sleep` model to completion and shows it, runs a tiny Wan 2.1 text-to-video job and
+# prints the path of its MP4 (copied to build/quickstart/), and stops the daemon again.
+# Nothing outside ./build and a temp dir is touched.
 #
 #   bash scripts/quickstart.sh          # KEEP=1 keeps the temp dir (state, log, config)
 #   JOBS=2 bash scripts/quickstart.sh   # build parallelism (default: nproc)
@@ -13,7 +15,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib/build.sh
-reel_build quickstart reeld reelctl
+reel_build quickstart reeld reelctl wan
 step() { printf '\n==> %s\n' "$*"; }
 die() { reel_fail "$@"; }
 
@@ -82,6 +84,17 @@ job=$(ctl -q ls --limit 1) || die "reelctl ls failed"
 step "The finished job"
 echo "\$ reelctl show $job"
 ctl show "$job" || die "reelctl show $job failed"
+
+step "Text to video with Wan 2.1 at tiny size (random weights: a smoke test, not a picture)"
+echo "\$ reelctl submit wan2.1-t2v-tiny --param prompt='a red fox runs through fresh snow' --wait"
+ctl submit wan2.1-t2v-tiny --param "prompt=a red fox runs through fresh snow" --wait ||
+  die "the text-to-video job did not succeed" "see the daemon log below"
+wan_job=$(ctl -q ls --limit 1) || die "reelctl ls failed"
+mp4=$(ctl show --json "$wan_job" | grep -o '"[^"]*\.mp4"' | head -1 | tr -d '"')
+[[ -f $mp4 ]] || die "job $wan_job reports no MP4" "see 'reelctl show $wan_job'"
+mkdir -p "$build/quickstart"
+cp "$mp4" "$build/quickstart/wan2.1-t2v-tiny.mp4"
+echo "MP4: $build/quickstart/wan2.1-t2v-tiny.mp4 (kept; the job's own copy was $mp4)"
 
 step "Stopping reeld (SIGTERM)"
 kill -TERM "$daemon_pid"

@@ -1255,7 +1255,19 @@ TEST_F(CtlDaemon, DrainStopsTheDaemon) {
 // allocates what its estimate names and runs out of memory above a limit a job sets)
 // and the broken ones the daemon refuses.
 
-const std::string kPluginDir = std::string(REEL_BINARY_DIR) + "/lib/reel/plugins";
+// A folder holding only memtest (a symlink to lib/reel/plugins/libmemtest.so): the real
+// plugins folder also holds model plugins (wan, when LibTorch is installed), and these
+// tests count what loaded. Created once; concurrent test processes may race harmlessly.
+std::string memtest_only_plugin_dir() {
+  const std::string dir = std::string(REEL_BINARY_DIR) + "/lib/reel/ctl-test-plugins";
+  const std::string target = std::string(REEL_BINARY_DIR) + "/lib/reel/plugins/libmemtest.so";
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  std::filesystem::create_symlink(target, dir + "/libmemtest.so", ec);  // EEXIST: made by another run
+  return dir;
+}
+
+const std::string kPluginDir = memtest_only_plugin_dir();
 const std::string kBrokenPluginDir = std::string(REEL_BINARY_DIR) + "/lib/reel/test-plugins";
 
 std::string plugin_dirs_config(bool with_broken) {

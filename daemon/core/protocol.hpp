@@ -38,6 +38,7 @@ inline constexpr const char* storage = "storage";
 inline constexpr const char* unknown_model = "unknown_model";
 inline constexpr const char* invalid_params = "invalid_params";
 inline constexpr const char* draining = "draining";
+inline constexpr const char* missing_weights = "missing_weights";  // the model's checkpoint files are absent or corrupt
 inline constexpr const char* internal = "internal";
 }  // namespace err
 

@@ -122,8 +122,11 @@ void Daemon::do_submit(const SessionPtr& s, const Request& req) {
   plugins_->plan(plan_job, [this, s, id = req.id, spec](bool ok, const Json& result) {
     if (!ok) {
       std::string code = result.value("code", "internal");
-      s->error(id, code == "bad_input" ? err::invalid_params : code == "unknown_model" ? err::unknown_model : err::internal,
-               "cannot plan the job: " + result.value("message", ""));
+      const char* wire = code == "bad_input"         ? err::invalid_params
+                         : code == "unknown_model"   ? err::unknown_model
+                         : code == "missing_weights" ? err::missing_weights
+                                                     : err::internal;
+      s->error(id, wire, "cannot plan the job: " + result.value("message", ""));
       return;
     }
     Json plan = result;
