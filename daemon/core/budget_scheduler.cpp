@@ -12,7 +12,7 @@
 #include <stdexcept>
 
 #include "core/messages.hpp"
-#include "core/scheduler.hpp"
+#include "core/priority.hpp"
 
 namespace reel {
 
