@@ -94,6 +94,10 @@ TEST(WanPlugin, TinyModelWritesAnMp4AndASidecar) {
   EXPECT_EQ(side["prompt"], "a red fox in the snow");
   EXPECT_EQ(side["steps"], 4);
   EXPECT_EQ(side["frames"], 9);
+  EXPECT_EQ(side["rung"], "cpu") << "a CPU-only host runs the cpu rung";
+  EXPECT_EQ(side["precision"], "fp32");
+  EXPECT_TRUE(side["fallbacks"].is_array() && side["fallbacks"].empty()) << side.dump();
+  EXPECT_GT(side["peak_rss_bytes"].get<int64_t>(), 0);
 
   // The denoised latent was checkpointed in work_dir.
   Json shown = h.c->call("show", {{"id", job["id"]}})["result"];

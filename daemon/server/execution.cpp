@@ -77,6 +77,8 @@ void Daemon::launch(const Decision& d, const PlannedJob& planned) {
     req.estimate.rung = d.rung;
   req.rung_entry = plugins_->ladder_rung(job.model, d.rung);
   if (req.rung_entry.is_null()) req.rung_entry = Json{{"name", d.rung}, {"kind", "placement"}, {"settings", Json::object()}};
+  for (const JobEvent& e : store_->events(job.id))
+    if (e.kind == "fallback") req.fallbacks.push_back(e.data);
   req.work_dir = paths_.work_dir + "/" + job.id;
   req.output_dir = paths_.output_dir + "/" + job.id;
   launched_[job.id] = Launched{d.rung_index, req.estimate, d.device};

@@ -129,7 +129,8 @@ void ModelWorkers::run_on(const std::shared_ptr<Resident>& r, const RunRequest& 
   r->job_host_bytes = req.estimate.host_bytes;
   r->cancel_sent = r->killed_for_cancel = false;
   std::weak_ptr<Resident> weak = r;
-  Json plugin_job = {{"id", req.job.id}, {"model", req.job.model}, {"params", req.job.params}, {"inputs", req.job.inputs}};
+  Json plugin_job = {{"id", req.job.id},         {"model", req.job.model},    {"params", req.job.params},
+                     {"inputs", req.job.inputs}, {"fallbacks", req.fallbacks}};
   Json params = {{"job", plugin_job},
                  {"rung", req.rung_entry},
                  {"work_dir", req.work_dir},

@@ -31,6 +31,7 @@ struct RunRequest {
   std::string device;         // "cuda:0", "cpu" (scheduler's device id)
   RungEstimate estimate;      // the rung chosen, with its estimate
   Json rung_entry;            // the ladder entry given to the plugin's load/run
+  Json fallbacks = Json::array();  // the job's earlier "fallback" events' data, oldest first
   std::string work_dir, output_dir;
 };
 

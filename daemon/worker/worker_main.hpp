@@ -14,6 +14,10 @@
 
 namespace reel {
 
+// glibc's M_MMAP_THRESHOLD in every worker (see worker_main.cpp): allocations from this
+// size up are mmapped and go back to the system when freed.
+constexpr int kWorkerMmapThreshold = 128 * 1024;
+
 // Returns the process exit code.
 int worker_main(int channel_fd);
 

@@ -123,7 +123,8 @@ class Model {
  public:
   virtual ~Model() = default;
   // Runs one job: `job` is {"id", "model", "params" (validated, defaults filled),
-  // "inputs": {role: path}}, `rung` one entry of the model's ladder. Returns
+  // "inputs": {role: path}, "fallbacks": [earlier fallback events' data]}, `rung` one
+  // entry of the model's ladder. Returns
   // {"outputs": ["/abs/path", ...], "info": {...}}. Throws Error (or any exception).
   virtual json run(const json& job, const json& rung, const RunDirs& dirs, Host& host) = 0;
 };

@@ -2,6 +2,7 @@
 // Thread-safety: Weights is a plain value; const methods may be called concurrently.
 #include "tensorio/weights.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
 namespace reel::tensorio {
@@ -56,8 +58,9 @@ torch::Tensor dequantize(const torch::Tensor& raw, double scale, bool e4m3, cons
     throw WeightError(std::string(what) + ": expected raw uint8 bytes, got " + std::string(c10::toString(raw.scalar_type())));
   static const torch::Tensor t4 = fp8_table(true), t5 = fp8_table(false);
   const auto& lut = e4m3 ? t4 : t5;
-  auto idx = raw.to(torch::kCPU).contiguous().view(torch::kUInt8).to(torch::kLong).flatten();
-  auto out = lut.index_select(0, idx).view(raw.sizes());
+  // Decoded where the bytes are (a GPU decodes its own block-swapped fp8 weights).
+  auto idx = raw.contiguous().view(torch::kUInt8).to(torch::kLong).flatten();
+  auto out = lut.to(raw.device()).index_select(0, idx).view(raw.sizes());
   if (scale != 1.0) out.mul_(scale);
   return out;
 }
@@ -69,6 +72,40 @@ torch::Tensor dequantize_fp8_e4m3(const torch::Tensor& raw_u8, double scale) {
 }
 torch::Tensor dequantize_fp8_e5m2(const torch::Tensor& raw_u8, double scale) {
   return dequantize(raw_u8, scale, false, "dequantize_fp8_e5m2");
+}
+
+Fp8Tensor quantize_fp8_e4m3(const torch::Tensor& x) {
+  // The 127 finite non-negative codes 0x00..0x7E decode to increasing values, so the
+  // nearest code is found by binary search; a tie goes to the even code (round half to
+  // even, as a hardware cast does).
+  static const std::vector<float> positive = [] {
+    torch::Tensor lut = fp8_table(true);
+    return std::vector<float>(lut.data_ptr<float>(), lut.data_ptr<float>() + 0x7F);
+  }();
+  constexpr float kMax = 448.0f;
+  torch::Tensor src = x.detach().to(torch::kCPU, torch::kFloat32).contiguous();
+  const double amax = src.numel() ? src.abs().max().item<double>() : 0.0;
+  if (!std::isfinite(amax)) throw WeightError("quantize_fp8_e4m3: the tensor holds NaN or infinity");
+  Fp8Tensor out;
+  out.scale = amax > 0 ? amax / kMax : 1.0;
+  out.bytes = torch::empty(src.sizes(), torch::kUInt8);
+  const float* in = src.data_ptr<float>();
+  uint8_t* dst = out.bytes.data_ptr<uint8_t>();
+  const float inv = static_cast<float>(1.0 / out.scale);
+  at::parallel_for(0, src.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float v = std::min(std::fabs(in[i] * inv), kMax);
+      auto hi = std::lower_bound(positive.begin(), positive.end(), v);
+      size_t code = static_cast<size_t>(hi - positive.begin());
+      if (code == positive.size()) code = positive.size() - 1;
+      if (code > 0 && *hi != v) {
+        const float below = positive[code - 1], above = positive[code];
+        if (v - below < above - v || (v - below == above - v && (code - 1) % 2 == 0)) --code;
+      }
+      dst[i] = static_cast<uint8_t>(code | (std::signbit(in[i]) && code ? 0x80 : 0));
+    }
+  });
+  return out;
 }
 
 Weights::Weights(TensorMap tensors, std::string source, std::map<std::string, std::string> raw_fp8)

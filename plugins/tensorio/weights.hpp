@@ -46,6 +46,16 @@ TensorMap load_safetensors_index(const std::string& index_json_path);
 // `scale`. e4m3fn: bias 7, no infinities, 0x7F/0xFF are NaN. e5m2: IEEE-like, bias 15.
 torch::Tensor dequantize_fp8_e4m3(const torch::Tensor& raw_u8, double scale = 1.0);
 torch::Tensor dequantize_fp8_e5m2(const torch::Tensor& raw_u8, double scale = 1.0);
+// The other way, for fp8 weight storage: float8 e4m3fn bytes with one per-tensor scale
+// (amax / 448, so the largest magnitude maps to e4m3's largest finite value), rounded to
+// nearest, ties to even. dequantize_fp8_e4m3(bytes, scale) gives the stored values back;
+// the relative error per element is at most 2^-4 (3 mantissa bits) above the subnormals.
+// Throws WeightError when x holds NaN or infinity.
+struct Fp8Tensor {
+  torch::Tensor bytes;  // uint8, x's shape, on the CPU
+  double scale = 1.0;
+};
+Fp8Tensor quantize_fp8_e4m3(const torch::Tensor& x);
 
 // A torch.save zip archive holding a dict / OrderedDict of tensors, possibly nested
 // ({"module": {...}}, {"state_dict": {...}}): nested keys are joined with '.', so

@@ -85,52 +85,32 @@ torch::Tensor merge(const torch::Tensor& x) {
   return x.transpose(1, 2).reshape({x.size(0), x.size(2), -1});
 }
 
-DiTBlock::Attn load_attn(const Weights& w, const std::string& p, const DiTConfig& c, bool img) {
+DiTBlock::Attn load_attn(const Weights& w, const std::string& p, const DiTConfig& c, bool img, torch::Dtype dt) {
   const int64_t D = c.dim;
   DiTBlock::Attn a;
-  a.q_w = w.require(p + "q.weight", {D, D});
-  a.q_b = w.require(p + "q.bias", {D});
-  a.k_w = w.require(p + "k.weight", {D, D});
-  a.k_b = w.require(p + "k.bias", {D});
-  a.v_w = w.require(p + "v.weight", {D, D});
-  a.v_b = w.require(p + "v.bias", {D});
-  a.o_w = w.require(p + "o.weight", {D, D});
-  a.o_b = w.require(p + "o.bias", {D});
+  a.q_w = w.require(p + "q.weight", {D, D}, dt);
+  a.q_b = w.require(p + "q.bias", {D}, dt);
+  a.k_w = w.require(p + "k.weight", {D, D}, dt);
+  a.k_b = w.require(p + "k.bias", {D}, dt);
+  a.v_w = w.require(p + "v.weight", {D, D}, dt);
+  a.v_b = w.require(p + "v.bias", {D}, dt);
+  a.o_w = w.require(p + "o.weight", {D, D}, dt);
+  a.o_b = w.require(p + "o.bias", {D}, dt);
   if (c.qk_norm) {
-    a.norm_q = w.require(p + "norm_q.weight", {D});
-    a.norm_k = w.require(p + "norm_k.weight", {D});
+    a.norm_q = w.require(p + "norm_q.weight", {D}, dt);
+    a.norm_k = w.require(p + "norm_k.weight", {D}, dt);
   }
   if (img) {
-    a.k_img_w = w.require(p + "k_img.weight", {D, D});
-    a.k_img_b = w.require(p + "k_img.bias", {D});
-    a.v_img_w = w.require(p + "v_img.weight", {D, D});
-    a.v_img_b = w.require(p + "v_img.bias", {D});
-    if (c.qk_norm) a.norm_k_img = w.require(p + "norm_k_img.weight", {D});
+    a.k_img_w = w.require(p + "k_img.weight", {D, D}, dt);
+    a.k_img_b = w.require(p + "k_img.bias", {D}, dt);
+    a.v_img_w = w.require(p + "v_img.weight", {D, D}, dt);
+    a.v_img_b = w.require(p + "v_img.bias", {D}, dt);
+    if (c.qk_norm) a.norm_k_img = w.require(p + "norm_k_img.weight", {D}, dt);
   }
   return a;
 }
 
 torch::Tensor moved(const torch::Tensor& t, const torch::Device& d) { return t.defined() ? t.to(d) : t; }
-
-DiTBlock::Attn attn_to(const DiTBlock::Attn& a, const torch::Device& d) {
-  DiTBlock::Attn r;
-  r.q_w = moved(a.q_w, d), r.q_b = moved(a.q_b, d), r.k_w = moved(a.k_w, d), r.k_b = moved(a.k_b, d);
-  r.v_w = moved(a.v_w, d), r.v_b = moved(a.v_b, d), r.o_w = moved(a.o_w, d), r.o_b = moved(a.o_b, d);
-  r.norm_q = moved(a.norm_q, d), r.norm_k = moved(a.norm_k, d);
-  r.k_img_w = moved(a.k_img_w, d), r.k_img_b = moved(a.k_img_b, d);
-  r.v_img_w = moved(a.v_img_w, d), r.v_img_b = moved(a.v_img_b, d), r.norm_k_img = moved(a.norm_k_img, d);
-  return r;
-}
-
-int64_t nbytes(const torch::Tensor& t) { return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; }
-
-int64_t attn_bytes(const DiTBlock::Attn& a) {
-  int64_t n = 0;
-  for (const auto* t : {&a.q_w, &a.q_b, &a.k_w, &a.k_b, &a.v_w, &a.v_b, &a.o_w, &a.o_b, &a.norm_q, &a.norm_k,
-                        &a.k_img_w, &a.k_img_b, &a.v_img_w, &a.v_img_b, &a.norm_k_img})
-    n += nbytes(*t);
-  return n;
-}
 
 }  // namespace
 
@@ -144,17 +124,20 @@ torch::Tensor dit_attention(const torch::Tensor& q, const torch::Tensor& k, cons
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
   const int64_t B = q.size(0), H = q.size(1), Lq = q.size(2), Lk = k.size(2);
   // Score rows per chunk so one chunk's [B, H, rows, Lk] float32 scores stay near 256 MiB
-  // (the full matrix of a 480p 81-frame video would need ~50 GB).
+  // (the full matrix of a 480p 81-frame video would need ~50 GB). The softmax is done in
+  // place on the scores, so a chunk costs one score matrix, not three.
   const int64_t budget = int64_t{256} << 20;
   const int64_t rows = std::max<int64_t>(1, budget / std::max<int64_t>(1, B * H * Lk * 4));
   auto kt = k.transpose(-2, -1);
-  if (rows >= Lq) return torch::matmul(torch::softmax(torch::matmul(q, kt) * scale, -1), v);
-  std::vector<torch::Tensor> parts;
+  auto out = torch::empty({B, H, Lq, v.size(-1)}, v.options());
   for (int64_t s = 0; s < Lq; s += rows) {
-    auto qs = q.narrow(2, s, std::min(rows, Lq - s));
-    parts.push_back(torch::matmul(torch::softmax(torch::matmul(qs, kt) * scale, -1), v));
+    const int64_t n = std::min(rows, Lq - s);
+    auto scores = torch::matmul(q.narrow(2, s, n), kt).mul_(scale);
+    scores.sub_(std::get<0>(scores.max(-1, /*keepdim=*/true))).exp_();
+    scores.div_(scores.sum(-1, /*keepdim=*/true));
+    out.narrow(2, s, n).copy_(torch::matmul(scores, v));
   }
-  return torch::cat(parts, 2);
+  return out;
 #endif
 }
 
@@ -216,26 +199,26 @@ Weights load_dit_weights(const std::string& path) {
 
 // ---- loading ----
 
-DiTBlock WanDiT::load_block(const Weights& w, const DiTConfig& c, int64_t i) {
+DiTBlock WanDiT::load_block(const Weights& w, const DiTConfig& c, int64_t i, torch::Dtype dt) {
   const int64_t D = c.dim;
   const std::string p = "blocks." + std::to_string(i) + ".";
   DiTBlock b;
   b.index = i;
-  b.modulation = w.require(p + "modulation", {1, 6, D});
-  b.self_attn = load_attn(w, p + "self_attn.", c, false);
-  b.cross_attn = load_attn(w, p + "cross_attn.", c, c.i2v());
+  b.modulation = w.require(p + "modulation", {1, 6, D}, dt);
+  b.self_attn = load_attn(w, p + "self_attn.", c, false, dt);
+  b.cross_attn = load_attn(w, p + "cross_attn.", c, c.i2v(), dt);
   if (c.cross_attn_norm) {
-    b.norm3_w = w.require(p + "norm3.weight", {D});
-    b.norm3_b = w.require(p + "norm3.bias", {D});
+    b.norm3_w = w.require(p + "norm3.weight", {D}, dt);
+    b.norm3_b = w.require(p + "norm3.bias", {D}, dt);
   }
-  b.ffn0_w = w.require(p + "ffn.0.weight", {c.ffn_dim, D});
-  b.ffn0_b = w.require(p + "ffn.0.bias", {c.ffn_dim});
-  b.ffn2_w = w.require(p + "ffn.2.weight", {D, c.ffn_dim});
-  b.ffn2_b = w.require(p + "ffn.2.bias", {D});
+  b.ffn0_w = w.require(p + "ffn.0.weight", {c.ffn_dim, D}, dt);
+  b.ffn0_b = w.require(p + "ffn.0.bias", {c.ffn_dim}, dt);
+  b.ffn2_w = w.require(p + "ffn.2.weight", {D, c.ffn_dim}, dt);
+  b.ffn2_b = w.require(p + "ffn.2.bias", {D}, dt);
   return b;
 }
 
-WanDiT WanDiT::load(const Weights& w, DiTConfig c, bool load_blocks) {
+WanDiT WanDiT::load(const Weights& w, DiTConfig c, bool load_blocks, torch::Dtype block_dtype) {
   const std::string& src = w.source();
   if (c.dim <= 0 || c.num_heads <= 0 || c.dim % c.num_heads != 0 || c.head_dim() % 2 != 0)
     throw WeightError(src + ": dim " + std::to_string(c.dim) + " must split into num_heads " +
@@ -290,32 +273,57 @@ WanDiT WanDiT::load(const Weights& w, DiTConfig c, bool load_blocks) {
   m.cfg_ = c;
   if (load_blocks) {
     m.blocks_.reserve(c.num_layers);
-    for (int64_t i = 0; i < c.num_layers; ++i) m.blocks_.push_back(load_block(w, c, i));
+    for (int64_t i = 0; i < c.num_layers; ++i) m.blocks_.push_back(load_block(w, c, i, block_dtype));
   }
   return m;
 }
 
-WanDiT WanDiT::load_dir(const std::string& dir, bool load_blocks) {
+WanDiT WanDiT::load_dir(const std::string& dir, bool load_blocks, torch::Dtype block_dtype) {
   auto cfg = read_dit_config(dir + "/config.json");
   std::string path = dir + "/diffusion_pytorch_model.safetensors";
   if (!std::ifstream(path) && std::ifstream(path + ".index.json")) path += ".index.json";
-  return load(load_dit_weights(path), cfg, load_blocks);
+  return load(load_dit_weights(path), cfg, load_blocks, block_dtype);
 }
 
-DiTBlock DiTBlock::to(const torch::Device& d) const {
-  DiTBlock b;
-  b.index = index;
-  b.modulation = moved(modulation, d);
-  b.self_attn = attn_to(self_attn, d);
-  b.cross_attn = attn_to(cross_attn, d);
-  b.norm3_w = moved(norm3_w, d), b.norm3_b = moved(norm3_b, d);
-  b.ffn0_w = moved(ffn0_w, d), b.ffn0_b = moved(ffn0_b, d), b.ffn2_w = moved(ffn2_w, d), b.ffn2_b = moved(ffn2_b, d);
+DiTBlock DiTBlock::to(const torch::Device& d, bool non_blocking) const {
+  DiTBlock b = *this;
+  b.for_each([&](const char*, torch::Tensor& t) { t = t.to(d, non_blocking); });
+  return b;
+}
+
+DiTBlock DiTBlock::materialized(const torch::Device& d, torch::Dtype dtype) const {
+  DiTBlock b = *this;
+  b.fp8_scales.clear();
+  b.for_each([&](const char* name, torch::Tensor& t) {
+    auto f8 = fp8_scales.find(name);
+    if (f8 != fp8_scales.end()) t = tensorio::dequantize_fp8_e4m3(t.to(d), f8->second).to(dtype);
+    else t = t.to(d, dtype);
+  });
+  return b;
+}
+
+DiTBlock DiTBlock::quantized_fp8() const {
+  DiTBlock b = *this;
+  b.for_each([&](const char* name, torch::Tensor& t) {
+    if (t.dim() != 2 || b.fp8_scales.count(name)) return;
+    auto q = tensorio::quantize_fp8_e4m3(t);
+    t = q.bytes.to(t.device());
+    b.fp8_scales[name] = q.scale;
+  });
+  return b;
+}
+
+DiTBlock DiTBlock::pinned() const {
+  DiTBlock b = *this;
+  const bool can_pin = torch::cuda::is_available();
+  b.for_each([&](const char*, torch::Tensor& t) { t = can_pin ? t.to(torch::kCPU).pin_memory() : t.to(torch::kCPU); });
   return b;
 }
 
 int64_t DiTBlock::bytes() const {
-  return nbytes(modulation) + attn_bytes(self_attn) + attn_bytes(cross_attn) + nbytes(norm3_w) + nbytes(norm3_b) +
-         nbytes(ffn0_w) + nbytes(ffn0_b) + nbytes(ffn2_w) + nbytes(ffn2_b);
+  int64_t n = 0;
+  DiTBlock(*this).for_each([&](const char*, torch::Tensor& t) { n += t.numel() * static_cast<int64_t>(t.element_size()); });
+  return n;
 }
 
 DiTState DiTState::to(const torch::Device& d) const {
@@ -325,13 +333,14 @@ DiTState DiTState::to(const torch::Device& d) const {
   return s;
 }
 
-WanDiT WanDiT::to(const torch::Device& d) const {
+WanDiT WanDiT::to(const torch::Device& d, bool keep_blocks) const {
   WanDiT m = *this;
   for (auto* t : {&m.patch_w_, &m.patch_b_, &m.text0_w_, &m.text0_b_, &m.text2_w_, &m.text2_b_, &m.time0_w_,
                   &m.time0_b_, &m.time2_w_, &m.time2_b_, &m.proj_w_, &m.proj_b_, &m.head_w_, &m.head_b_,
                   &m.head_mod_, &m.img0_w_, &m.img0_b_, &m.img1_w_, &m.img1_b_, &m.img3_w_, &m.img3_b_,
                   &m.img4_w_, &m.img4_b_})
     *t = moved(*t, d);
+  if (!keep_blocks) m.blocks_.clear();
   for (auto& b : m.blocks_) b = b.to(d);
   return m;
 }
@@ -421,8 +430,10 @@ void WanDiT::run_block(int64_t i, DiTState& s) const {
   run_block(blocks_[i], s);
 }
 
-void WanDiT::run_block(const DiTBlock& b, DiTState& s) const {
+void WanDiT::run_block(const DiTBlock& stored, DiTState& s) const {
   torch::NoGradGuard no_grad;
+  // A no-op (no copy) for a block already on the device in the compute dtype.
+  const DiTBlock b = stored.materialized(s.x.device(), compute_dtype_);
   const DiTConfig& c = cfg_;
   const int64_t n = c.num_heads;
   auto e = (b.modulation + s.e0).chunk(6, 1);  // each [B, 1, dim]

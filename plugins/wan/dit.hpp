@@ -19,7 +19,8 @@
 // split, which is the plain image/text boundary for the official text_len 512.
 // flf2v and vace are not supported.
 //
-// Invariants: computation in float32 (bf16/fp16/fp8 checkpoints are upcast at load), RoPE
+// Invariants: computation in the compute dtype (float32 unless set; bf16/fp16/fp8 blocks are
+// upcast one at a time as they run, see DiTBlock), RoPE
 // and the sinusoid in float64 exactly as the reference. Tokens beyond the video's own
 // (the reference pads x to seq_len) are never computed: the reference masks them out of
 // every attention and drops them before unpatchify, so they cannot change the output;
@@ -29,6 +30,7 @@
 #pragma once
 
 #include <array>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -60,8 +62,11 @@ DiTConfig read_dit_config(const std::string& config_json_path);
 // as ComfyUI's scaled-fp8 files do); "model.diffusion_model." is stripped.
 tensorio::Weights load_dit_weights(const std::string& path);
 
-// One attention block's weights (blocks.<i>.*), float32. Loadable on its own so a
-// block-swapping runner can stream blocks through a device one at a time.
+// One attention block's weights (blocks.<i>.*). Loadable on its own so a block-swapping
+// runner can stream blocks through a device one at a time. Stored in any float dtype, or
+// as float8 e4m3 bytes with a per-tensor scale (quantized_fp8): run_block() computes with
+// a copy in the compute dtype on the activations' device (materialized()), made one block
+// at a time, so only one block is ever upcast.
 struct DiTBlock {
   struct Attn {
     torch::Tensor q_w, q_b, k_w, k_b, v_w, v_b, o_w, o_b;
@@ -73,10 +78,54 @@ struct DiTBlock {
   Attn self_attn, cross_attn;
   torch::Tensor norm3_w, norm3_b;               // undefined without cross_attn_norm
   torch::Tensor ffn0_w, ffn0_b, ffn2_w, ffn2_b;
+  // Scales of the tensors held as raw e4m3 bytes (uint8), by for_each() name.
+  std::map<std::string, double> fp8_scales;
 
-  DiTBlock to(const torch::Device& device) const;
-  int64_t bytes() const;  // parameter bytes (for the block-swap budget)
+  // f(name, tensor&) for every defined tensor; names are the published key suffixes
+  // ("self_attn.q.weight", "ffn.0.bias", ...).
+  template <class F>
+  void for_each(F&& f);
+
+  DiTBlock to(const torch::Device& device, bool non_blocking = false) const;  // same dtypes
+  // On `device` in `dtype`, float8 tensors decoded: what run_block() computes with.
+  DiTBlock materialized(const torch::Device& device, torch::Dtype dtype) const;
+  // The linear weights (2-D) as e4m3 bytes with per-tensor scales; the rest unchanged.
+  DiTBlock quantized_fp8() const;
+  DiTBlock pinned() const;  // page-locked host copy (CUDA builds only; else a plain copy)
+  int64_t bytes() const;    // stored bytes (for the block-swap budget)
 };
+
+template <class F>
+void DiTBlock::for_each(F&& f) {
+  auto visit = [&](const char* name, torch::Tensor& t) {
+    if (t.defined()) f(name, t);
+  };
+  visit("modulation", modulation);
+  for (auto* a : {&self_attn, &cross_attn}) {
+    const bool self = a == &self_attn;
+    visit(self ? "self_attn.q.weight" : "cross_attn.q.weight", a->q_w);
+    visit(self ? "self_attn.q.bias" : "cross_attn.q.bias", a->q_b);
+    visit(self ? "self_attn.k.weight" : "cross_attn.k.weight", a->k_w);
+    visit(self ? "self_attn.k.bias" : "cross_attn.k.bias", a->k_b);
+    visit(self ? "self_attn.v.weight" : "cross_attn.v.weight", a->v_w);
+    visit(self ? "self_attn.v.bias" : "cross_attn.v.bias", a->v_b);
+    visit(self ? "self_attn.o.weight" : "cross_attn.o.weight", a->o_w);
+    visit(self ? "self_attn.o.bias" : "cross_attn.o.bias", a->o_b);
+    visit(self ? "self_attn.norm_q.weight" : "cross_attn.norm_q.weight", a->norm_q);
+    visit(self ? "self_attn.norm_k.weight" : "cross_attn.norm_k.weight", a->norm_k);
+    visit("cross_attn.k_img.weight", a->k_img_w);
+    visit("cross_attn.k_img.bias", a->k_img_b);
+    visit("cross_attn.v_img.weight", a->v_img_w);
+    visit("cross_attn.v_img.bias", a->v_img_b);
+    visit("cross_attn.norm_k_img.weight", a->norm_k_img);
+  }
+  visit("norm3.weight", norm3_w);
+  visit("norm3.bias", norm3_b);
+  visit("ffn.0.weight", ffn0_w);
+  visit("ffn.0.bias", ffn0_b);
+  visit("ffn.2.weight", ffn2_w);
+  visit("ffn.2.bias", ffn2_b);
+}
 
 // What flows between the blocks (batch B; B = 1 from forward()).
 struct DiTState {
@@ -98,10 +147,16 @@ class WanDiT {
   // filled here. Throws tensorio::WeightError naming the file and tensor when one is
   // missing or has the wrong shape. load_blocks=false keeps only the embeddings and the
   // head (the blocks are then streamed with load_block()).
-  static WanDiT load(const tensorio::Weights& w, DiTConfig cfg, bool load_blocks = true);
+  // The blocks are stored in `block_dtype` (float32 by default; a bf16 checkpoint loaded
+  // with kBFloat16 keeps half the bytes and is upcast one block at a time by run_block);
+  // the embeddings and the head, which are small, are stored in the compute dtype.
+  static WanDiT load(const tensorio::Weights& w, DiTConfig cfg, bool load_blocks = true,
+                     torch::Dtype block_dtype = torch::kFloat32);
   // checkpoint_dir/config.json + diffusion_pytorch_model.safetensors (or its .index.json).
-  static WanDiT load_dir(const std::string& checkpoint_dir, bool load_blocks = true);
-  static DiTBlock load_block(const tensorio::Weights& w, const DiTConfig& cfg, int64_t i);
+  static WanDiT load_dir(const std::string& checkpoint_dir, bool load_blocks = true,
+                         torch::Dtype block_dtype = torch::kFloat32);
+  static DiTBlock load_block(const tensorio::Weights& w, const DiTConfig& cfg, int64_t i,
+                             torch::Dtype dtype = torch::kFloat32);
 
   // x [C_in, F, H, W] (t2v: C_in = in_dim; i2v: in_dim - y's channels), t [1] (timestep,
   // 0..1000), context [L <= text_len, text_dim] -> [out_dim, F, H, W] float32.
@@ -121,7 +176,14 @@ class WanDiT {
 
   const DiTConfig& config() const { return cfg_; }
   const std::vector<DiTBlock>& blocks() const { return blocks_; }
-  WanDiT to(const torch::Device& device) const;
+  // Takes the blocks out (a block-swapping runner holds them itself); num_blocks() stays.
+  std::vector<DiTBlock> release_blocks() { return std::move(blocks_); }
+  // The embeddings and head (and the blocks, with keep_blocks) on `device`. The compute
+  // dtype is the dtype blocks are materialized in: float32 (CPU) or bfloat16 (CUDA, where
+  // the caller enables bf16 autocast as the reference does).
+  WanDiT to(const torch::Device& device, bool keep_blocks = true) const;
+  void set_compute_dtype(torch::Dtype dtype) { compute_dtype_ = dtype; }
+  torch::Dtype compute_dtype() const { return compute_dtype_; }
 
   // Multiply-add FLOPs (2 per MAC) of one forward() for a latent [C, F, H, W] (batch 1):
   // every linear/conv plus attention's two matmuls; norms, RoPE and softmax left out.
@@ -132,6 +194,7 @@ class WanDiT {
 
  private:
   DiTConfig cfg_;
+  torch::Dtype compute_dtype_ = torch::kFloat32;
   torch::Tensor patch_w_, patch_b_;
   torch::Tensor text0_w_, text0_b_, text2_w_, text2_b_;
   torch::Tensor time0_w_, time0_b_, time2_w_, time2_b_, proj_w_, proj_b_;

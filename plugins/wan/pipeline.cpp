@@ -21,7 +21,7 @@ int64_t sequence_length(const DiTConfig& cfg, const std::vector<int64_t>& s) {
   return ((s[1] + pf - 1) / pf) * ((s[2] + ph - 1) / ph) * ((s[3] + pw - 1) / pw);
 }
 
-torch::Tensor denoise(const WanDiT& dit, const DenoiseRequest& r, const StepHook& hook) {
+torch::Tensor denoise(DiTRunner& dit, const DenoiseRequest& r, const StepHook& hook) {
   torch::NoGradGuard no_grad;
   std::unique_ptr<FlowSampler> sampler;
   if (r.solver == "unipc") sampler = std::make_unique<FlowUniPCSampler>();
@@ -31,13 +31,12 @@ torch::Tensor denoise(const WanDiT& dit, const DenoiseRequest& r, const StepHook
 
   std::vector<int64_t> shape(r.noise.sizes().begin(), r.noise.sizes().end());
   const int64_t seq_len = sequence_length(dit.config(), shape);
-  torch::Tensor latent = r.noise.to(torch::kFloat32);
+  torch::Tensor latent = r.noise.to(dit.device(), torch::kFloat32);
   const auto& timesteps = sampler->timesteps();
   const int64_t n = timesteps.size(0);
   for (int64_t i = 0; i < n; ++i) {
-    torch::Tensor t = timesteps[i].reshape({1}).to(torch::kFloat32);
-    torch::Tensor cond = dit.forward(latent, t, r.context, seq_len);
-    torch::Tensor uncond = dit.forward(latent, t, r.negative, seq_len);
+    torch::Tensor t = timesteps[i].reshape({1}).to(dit.device(), torch::kFloat32);
+    auto [cond, uncond] = dit.forward_pair(latent, t, r.context, r.negative, seq_len);
     latent = sampler->step(cfg_combine(cond, uncond, r.guide_scale), i, latent);
     if (hook && !hook(i + 1, n, latent)) throw std::runtime_error("cancelled");
   }

@@ -12,7 +12,7 @@
 
 #include <torch/torch.h>
 
-#include "dit.hpp"
+#include "dit_runner.hpp"
 #include "sampler.hpp"
 
 namespace reel::wan {
@@ -37,8 +37,8 @@ std::vector<int64_t> latent_shape(int64_t z_dim, int64_t frames, int64_t height,
 // The DiT's sequence length for a latent shape (tokens after patching).
 int64_t sequence_length(const DiTConfig& cfg, const std::vector<int64_t>& latent_shape);
 
-// Runs the sampling loop; returns the final latent. Throws std::runtime_error("cancelled")
-// when the hook returns false.
-torch::Tensor denoise(const WanDiT& dit, const DenoiseRequest& request, const StepHook& hook = {});
+// Runs the sampling loop on the runner's device; returns the final latent (float32, on that
+// device). Throws std::runtime_error("cancelled") when the hook returns false.
+torch::Tensor denoise(DiTRunner& dit, const DenoiseRequest& request, const StepHook& hook = {});
 
 }  // namespace reel::wan

@@ -18,7 +18,7 @@ std::pair<torch::Tensor, torch::Tensor> to_tensors(const Tokens& tokens) {
   return {ids, mask};
 }
 
-T5Encoder T5Encoder::load(const tensorio::Weights& w, int64_t num_heads) {
+T5Encoder T5Encoder::load(const tensorio::Weights& w, int64_t num_heads, torch::Dtype weight_dtype) {
   T5Encoder e;
   T5Config& c = e.cfg_;
 
@@ -60,27 +60,28 @@ T5Encoder T5Encoder::load(const tensorio::Weights& w, int64_t num_heads) {
                       " is not divisible by num_heads " + std::to_string(c.num_heads));
 
   const int64_t D = c.dim, A = c.dim_attn, F = c.dim_ffn, H = c.num_heads, NB = c.num_buckets;
-  e.embedding_ = w.require("token_embedding.weight", {c.vocab, D});
-  if (c.shared_pos) e.shared_pos_ = w.require("pos_embedding.embedding.weight", {NB, H});
-  // Note for the 5.7B umt5-xxl: this holds all layers in fp32 (~23 GB); upcasting per
-  // layer at forward time would keep the bf16 copy only.
+  const torch::Dtype dt = weight_dtype;
+  e.embedding_ = w.require("token_embedding.weight", {c.vocab, D}, dt);
+  if (c.shared_pos) e.shared_pos_ = w.require("pos_embedding.embedding.weight", {NB, H}, dt);
+  // weight_dtype bf16 keeps the 5.7B umt5-xxl at ~11 GB instead of ~23 GB in fp32;
+  // forward() upcasts one block at a time.
   e.blocks_.reserve(c.num_layers);
   for (int64_t i = 0; i < c.num_layers; ++i) {
     const std::string p = "blocks." + std::to_string(i) + ".";
     Block b;
-    b.norm1 = w.require(p + "norm1.weight", {D});
-    b.q = w.require(p + "attn.q.weight", {A, D});
-    b.k = w.require(p + "attn.k.weight", {A, D});
-    b.v = w.require(p + "attn.v.weight", {A, D});
-    b.o = w.require(p + "attn.o.weight", {D, A});
-    b.norm2 = w.require(p + "norm2.weight", {D});
-    b.gate = w.require(p + "ffn.gate.0.weight", {F, D});
-    b.fc1 = w.require(p + "ffn.fc1.weight", {F, D});
-    b.fc2 = w.require(p + "ffn.fc2.weight", {D, F});
-    if (!c.shared_pos) b.pos = w.require(p + "pos_embedding.embedding.weight", {NB, H});
+    b.norm1 = w.require(p + "norm1.weight", {D}, dt);
+    b.q = w.require(p + "attn.q.weight", {A, D}, dt);
+    b.k = w.require(p + "attn.k.weight", {A, D}, dt);
+    b.v = w.require(p + "attn.v.weight", {A, D}, dt);
+    b.o = w.require(p + "attn.o.weight", {D, A}, dt);
+    b.norm2 = w.require(p + "norm2.weight", {D}, dt);
+    b.gate = w.require(p + "ffn.gate.0.weight", {F, D}, dt);
+    b.fc1 = w.require(p + "ffn.fc1.weight", {F, D}, dt);
+    b.fc2 = w.require(p + "ffn.fc2.weight", {D, F}, dt);
+    if (!c.shared_pos) b.pos = w.require(p + "pos_embedding.embedding.weight", {NB, H}, dt);
     e.blocks_.push_back(std::move(b));
   }
-  e.norm_ = w.require("norm.weight", {D});
+  e.norm_ = w.require("norm.weight", {D}, dt);
   return e;
 }
 
@@ -91,7 +92,7 @@ torch::Tensor T5Encoder::rms_norm(const torch::Tensor& x, const torch::Tensor& w
 
 // T5RelativeEmbedding(bidirectional=True).forward: [1, heads, lq, lk].
 torch::Tensor T5Encoder::position_bias(const torch::Tensor& table, int64_t lq, int64_t lk) const {
-  auto opts = torch::TensorOptions().dtype(torch::kInt64);
+  auto opts = torch::TensorOptions().dtype(torch::kInt64).device(table.device());
   auto rel = torch::arange(lk, opts).unsqueeze(0) - torch::arange(lq, opts).unsqueeze(1);
   // Half the buckets for keys after the query, half for keys at or before it.
   const int64_t nb = cfg_.num_buckets / 2;
@@ -134,12 +135,16 @@ torch::Tensor T5Encoder::forward(const torch::Tensor& ids_in, const torch::Tenso
     key_mask = (mask_in == 0).view({B, 1, 1, L});
   }
 
-  auto x = torch::embedding(embedding_, ids);  // [B, L, dim]
+  const torch::Device dev = embedding_.device();
+  ids = ids.to(dev);
+  if (key_mask.defined()) key_mask = key_mask.to(dev);
+  auto x = torch::embedding(embedding_, ids).to(torch::kFloat32);  // [B, L, dim]
   torch::Tensor shared_bias;
-  if (cfg_.shared_pos) shared_bias = position_bias(shared_pos_, L, L);
+  if (cfg_.shared_pos) shared_bias = position_bias(shared_pos_.to(torch::kFloat32), L, L);
 
   // nn.Linear(bias=False) layers are torch::linear without bias, as the reference calls them.
-  for (const Block& b : blocks_) {
+  for (const Block& stored : blocks_) {
+    const Block b = stored.to(dev, torch::kFloat32);  // no copy when already float32
     auto pos = cfg_.shared_pos ? shared_bias : position_bias(b.pos, L, L);
     auto bias = torch::zeros({B, H, L, L}, x.options()) + pos;
     if (key_mask.defined()) bias.masked_fill_(key_mask, std::numeric_limits<float>::lowest());
@@ -156,7 +161,31 @@ torch::Tensor T5Encoder::forward(const torch::Tensor& ids_in, const torch::Tenso
     h = rms_norm(x, b.norm2);
     x = x + torch::linear(torch::linear(h, b.fc1) * gelu_tanh(torch::linear(h, b.gate)), b.fc2);
   }
-  return rms_norm(x, norm_);
+  return rms_norm(x, norm_.to(torch::kFloat32));
+}
+
+T5Encoder::Block T5Encoder::Block::to(const torch::Device& d, torch::Dtype dtype) const {
+  Block b = *this;
+  for (auto* t : {&b.norm1, &b.q, &b.k, &b.v, &b.o, &b.norm2, &b.gate, &b.fc1, &b.fc2, &b.pos})
+    if (t->defined()) *t = t->to(d, dtype);
+  return b;
+}
+
+T5Encoder T5Encoder::to(const torch::Device& d) const {
+  T5Encoder e = *this;
+  for (auto* t : {&e.embedding_, &e.norm_, &e.shared_pos_})
+    if (t->defined()) *t = t->to(d);
+  for (Block& b : e.blocks_) b = b.to(d, b.q.scalar_type());
+  return e;
+}
+
+int64_t T5Encoder::bytes() const {
+  int64_t n = 0;
+  auto add = [&](const torch::Tensor& t) { n += t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0; };
+  add(embedding_), add(norm_), add(shared_pos_);
+  for (const Block& b : blocks_)
+    for (const auto* t : {&b.norm1, &b.q, &b.k, &b.v, &b.o, &b.norm2, &b.gate, &b.fc1, &b.fc2, &b.pos}) add(*t);
+  return n;
 }
 
 torch::Tensor T5Encoder::context(const Tokens& tokens) const {

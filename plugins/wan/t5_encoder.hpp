@@ -12,7 +12,8 @@
 // single top-level pos_embedding.embedding.weight (shared_pos=True, original T5) is also
 // accepted.
 //
-// Invariants: computation in float32 (bf16/fp16 checkpoints are upcast at load). The output
+// Invariants: computation in float32 (weights stored in bf16/fp16 are upcast one block at a
+// time as forward() reaches them). The output
 // keeps every text_len row, padded ones included, as the reference does; the padded rows are
 // not zero and the pipeline uses only the first seq_len rows (see T5Encoder::context()).
 // Thread-safety: a loaded T5Encoder is immutable; forward() may run concurrently.
@@ -44,9 +45,15 @@ class T5Encoder {
  public:
   // Builds the encoder from `w`; throws tensorio::WeightError naming the file and tensor
   // when one is missing or has an unexpected shape.
-  static T5Encoder load(const tensorio::Weights& w, int64_t num_heads);
+  // The weights are stored in `weight_dtype` (the checkpoint's bf16 keeps RAM at one copy
+  // of the file); forward() computes in float32, upcasting one block at a time.
+  static T5Encoder load(const tensorio::Weights& w, int64_t num_heads,
+                        torch::Dtype weight_dtype = torch::kFloat32);
+  T5Encoder to(const torch::Device& device) const;  // weights keep their dtype
+  int64_t bytes() const;                            // stored weight bytes
 
-  // ids, mask: [B, L] integer -> [B, L, dim] float32. mask may be undefined (no padding).
+  // ids, mask: [B, L] integer -> [B, L, dim] float32 on the encoder's device. mask may be
+  // undefined (no padding).
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& mask) const;
   // The pipeline's context: forward() rows [0, seq_len) -> [seq_len, dim].
   torch::Tensor context(const Tokens& tokens) const;
@@ -56,6 +63,7 @@ class T5Encoder {
  private:
   struct Block {
     torch::Tensor norm1, q, k, v, o, norm2, gate, fc1, fc2, pos;  // pos: [num_buckets, heads] or undefined
+    Block to(const torch::Device& device, torch::Dtype dtype) const;
   };
   torch::Tensor position_bias(const torch::Tensor& table, int64_t lq, int64_t lk) const;
   torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& w) const;

@@ -220,6 +220,31 @@ Coder build_decoder(const tensorio::Weights& w, const VaeConfig& cfg) {
 
 // ---- evaluation ----
 
+// conv3d (no padding) with its working memory bounded. LibTorch's CPU conv3d unfolds the
+// input (im2col): C_in·k³ values per output voxel, 16 GB for one 3x3x3 layer of the
+// release decoder at 480x832, far more than the activations themselves. Computing the
+// output one frame and a band of rows at a time keeps that buffer near kConvColumnsBudget;
+// each output voxel still sums the same products, so results are unchanged.
+constexpr int64_t kConvColumnsBudget = int64_t{16} << 20;
+
+Tensor bounded_conv3d(const Tensor& x, const Tensor& w, const Tensor& b, const std::vector<int64_t>& stride) {
+  const int64_t kt = w.size(2), kh = w.size(3), kw = w.size(4);
+  const int64_t t_out = (x.size(2) - kt) / stride[0] + 1, h_out = (x.size(3) - kh) / stride[1] + 1;
+  const int64_t w_out = (x.size(4) - kw) / stride[2] + 1;
+  const int64_t row_bytes = x.size(0) * w.size(1) * kt * kh * kw * w_out * static_cast<int64_t>(x.element_size());
+  if (!x.device().is_cpu() || row_bytes * h_out * t_out <= kConvColumnsBudget) return torch::conv3d(x, w, b, stride);
+  const int64_t rows = std::max<int64_t>(1, kConvColumnsBudget / row_bytes);
+  Tensor out = torch::empty({x.size(0), w.size(0), t_out, h_out, w_out}, x.options());
+  for (int64_t t = 0; t < t_out; ++t) {
+    for (int64_t h = 0; h < h_out; h += rows) {
+      const int64_t n = std::min(rows, h_out - h);
+      Tensor in = x.narrow(2, t * stride[0], kt).narrow(3, h * stride[1], (n - 1) * stride[1] + kh);
+      out.narrow(2, t, 1).narrow(3, h, n).copy_(torch::conv3d(in, w, b, stride));
+    }
+  }
+  return out;
+}
+
 // CausalConv3d.forward(x, cache): the cached frames replace that many of the front zeros.
 Tensor causal_conv(const Conv& c, Tensor x, const Tensor& cached, std::vector<int64_t> stride = {1, 1, 1}) {
   int64_t front = c.front;
@@ -228,7 +253,7 @@ Tensor causal_conv(const Conv& c, Tensor x, const Tensor& cached, std::vector<in
     front -= cached.size(2);
   }
   if (front > 0 || c.ph > 0 || c.pw > 0) x = torch::constant_pad_nd(x, {c.pw, c.pw, c.ph, c.ph, front, 0}, 0.0);
-  return torch::conv3d(x, c.w, c.b, stride);
+  return bounded_conv3d(x, c.w, c.b, stride);
 }
 
 // A causal conv inside a chunked pass: the reference's
@@ -379,13 +404,57 @@ struct WanVae::Impl {
     if (latent.dim() != 4 || latent.size(0) != cfg.z_dim)
       throw std::invalid_argument("WanVae::decode: expected a latent [" + std::to_string(cfg.z_dim) +
                                   ", F, H, W]");
-    Tensor z = latent.to(torch::kFloat32).unsqueeze(0);
+    Tensor z = latent.to(mean.device(), torch::kFloat32).unsqueeze(0);
     z = z / inv_std + mean;
     return causal_conv(conv2, z, Tensor());
   }
   // One latent frame [1, z, 1, h, w] -> its video frames (1 for the first, 4 after).
   Tensor decode_frame(const Tensor& x, Cache& cache) const { return run_coder(decoder, x, cache, false); }
+
+  // f(tensor&) for every weight.
+  template <class F>
+  void for_each(F&& f) {
+    auto conv = [&](Conv& c) {
+      for (Tensor* t : {&c.w, &c.b})
+        if (t->defined()) f(*t);
+    };
+    auto coder = [&](Coder& c) {
+      conv(c.conv1);
+      for (auto* layers : {&c.stages, &c.middle}) {
+        for (Layer& l : *layers) {
+          if (l.res.g0.defined()) f(l.res.g0);
+          if (l.res.g3.defined()) f(l.res.g3);
+          conv(l.res.c2), conv(l.res.c6), conv(l.res.shortcut);
+          if (l.attn.gamma.defined()) f(l.attn.gamma);
+          conv(l.attn.qkv), conv(l.attn.proj);
+          conv(l.resample.conv), conv(l.resample.time_conv);
+        }
+      }
+      if (c.head_gamma.defined()) f(c.head_gamma);
+      conv(c.head_conv);
+    };
+    coder(encoder), coder(decoder);
+    conv(conv1), conv(conv2);
+    f(mean), f(inv_std);
+  }
 };
+
+WanVae WanVae::to(const torch::Device& device) const {
+  auto moved = std::make_shared<Impl>(*impl_);
+  moved->for_each([&](Tensor& t) { t = t.to(device); });
+  WanVae v = *this;
+  v.impl_ = std::move(moved);
+  return v;
+}
+
+int64_t WanVae::bytes() const {
+  int64_t n = 0;
+  Impl copy = *impl_;
+  copy.for_each([&](Tensor& t) { n += t.numel() * static_cast<int64_t>(t.element_size()); });
+  return n;
+}
+
+torch::Device WanVae::device() const { return impl_->mean.device(); }
 
 VaeConfig WanVae::infer_config(const tensorio::Weights& w) {
   VaeConfig cfg;
@@ -466,7 +535,7 @@ torch::Tensor WanVae::encode(const torch::Tensor& video) const {
   const Impl& m = *impl_;
   if (video.dim() != 4 || video.size(0) != 3)
     throw std::invalid_argument("WanVae::encode: expected a video [3, T, H, W]");
-  Tensor x = video.to(torch::kFloat32).unsqueeze(0);
+  Tensor x = video.to(m.mean.device(), torch::kFloat32).unsqueeze(0);
   Cache cache(m.encoder.slots);
   int64_t t = x.size(2);
   // The reference's chunking: frame 0 alone, then chunks of 4 frames.
@@ -542,10 +611,10 @@ torch::Tensor WanVae::decode_tiled(const torch::Tensor& latent, int64_t tile, in
     Cache cache;
   };
   std::vector<Tile> tiles;
-  Tensor wsum = torch::zeros({h * s, w * s});
+  Tensor wsum = torch::zeros({h * s, w * s}, x.options());
   for (size_t i = 0; i < hs.size(); ++i) {
     for (size_t j = 0; j < ws.size(); ++j) {
-      Tensor wt = torch::outer(axis_weights(hs, i, th, s), axis_weights(ws, j, tw, s));
+      Tensor wt = torch::outer(axis_weights(hs, i, th, s), axis_weights(ws, j, tw, s)).to(x.device());
       wsum.slice(0, hs[i] * s, (hs[i] + th) * s).slice(1, ws[j] * s, (ws[j] + tw) * s).add_(wt);
       tiles.push_back({hs[i], ws[j], wt, Cache(m.decoder.slots)});
     }
@@ -557,7 +626,7 @@ torch::Tensor WanVae::decode_tiled(const torch::Tensor& latent, int64_t tile, in
     for (Tile& t : tiles) {
       Tensor in = x.slice(2, f, f + 1).slice(3, t.h0, t.h0 + th).slice(4, t.w0, t.w0 + tw);
       Tensor y = m.decode_frame(in, t.cache);  // [1, 3, n, th*s, tw*s]
-      if (!acc.defined()) acc = torch::zeros({1, y.size(1), y.size(2), h * s, w * s});
+      if (!acc.defined()) acc = torch::zeros({1, y.size(1), y.size(2), h * s, w * s}, y.options());
       acc.slice(3, t.h0 * s, (t.h0 + th) * s).slice(4, t.w0 * s, (t.w0 + tw) * s).add_(y * t.weight);
     }
     outs.push_back(acc / wsum);

@@ -21,7 +21,8 @@
 // class (wan/modules/vae.py), so the caller passes them to load() (golden.json's
 // vae_mean / vae_std hold the same values).
 //
-// Invariants: float32 on the CPU (weights stored in other float types are upcast at load);
+// Invariants: float32 (weights stored in other float types are upcast at load), on the CPU
+// unless moved with to();
 // inputs are unbatched ([C, T, H, W]); evaluation runs under NoGradGuard.
 // Thread-safety: a loaded WanVae is immutable; encode/decode/decode_tiled keep their
 // caches on the stack and may run concurrently.
@@ -75,6 +76,12 @@ class WanVae {
   // exactly. Tiling changes results slightly: the convolutions see zero padding at tile
   // borders, and the attention in the middle block sees only the tile.
   torch::Tensor decode_tiled(const torch::Tensor& latent, int64_t tile, int64_t overlap) const;
+
+  // A copy with its weights on `device`; encode/decode then run there (inputs are moved
+  // to it, outputs stay on it).
+  WanVae to(const torch::Device& device) const;
+  torch::Device device() const;
+  int64_t bytes() const;  // weight bytes
 
   const VaeConfig& config() const;
   int64_t spatial_factor() const;   // 2^(len(dim_mult) - 1): 8 for the release

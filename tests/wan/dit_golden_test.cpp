@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "dit.hpp"
+#include "dit_runner.hpp"
 #include "tensorio/weights.hpp"
 #include "wan/golden.hpp"
 
@@ -46,15 +47,16 @@ DitIO dit_io() {
   return {io.at("x"), io.at("t"), io.at("context"), io.at("out"), g.at("dit_io").at("seq_len").get<int64_t>()};
 }
 
-// Minimal safetensors writer (float32 only) for the checkpoint-variant tests.
-void write_safetensors(const std::string& path, const tio::TensorMap& m) {
+// Minimal safetensors writer (F32, BF16 or F16) for the checkpoint-variant tests.
+void write_safetensors(const std::string& path, const tio::TensorMap& m, torch::Dtype dtype = torch::kFloat32) {
+  const char* tag = dtype == torch::kBFloat16 ? "BF16" : dtype == torch::kHalf ? "F16" : "F32";
   nlohmann::json h = nlohmann::json::object();
   std::vector<torch::Tensor> data;
   int64_t off = 0;
   for (const auto& [name, t] : m) {
-    auto c = t.to(torch::kFloat32).contiguous();
-    const int64_t n = c.numel() * 4;
-    h[name] = {{"dtype", "F32"}, {"shape", c.sizes().vec()}, {"data_offsets", {off, off + n}}};
+    auto c = t.to(dtype).contiguous();
+    const int64_t n = c.numel() * static_cast<int64_t>(c.element_size());
+    h[name] = {{"dtype", tag}, {"shape", c.sizes().vec()}, {"data_offsets", {off, off + n}}};
     off += n;
     data.push_back(c);
   }
@@ -64,7 +66,7 @@ void write_safetensors(const std::string& path, const tio::TensorMap& m) {
   const uint64_t hn = hs.size();
   f.write(reinterpret_cast<const char*>(&hn), 8);
   f.write(hs.data(), static_cast<std::streamsize>(hs.size()));
-  for (const auto& c : data) f.write(static_cast<const char*>(c.data_ptr()), c.numel() * 4);
+  for (const auto& c : data) f.write(static_cast<const char*>(c.data_ptr()), c.numel() * static_cast<int64_t>(c.element_size()));
 }
 
 struct TempFile {
@@ -132,6 +134,71 @@ TEST(WanDiT, StreamedBlocksMatchForward) {
   auto s2 = model().embed(io.x, io.t, io.context, io.seq_len);
   for (int64_t i = 0; i < model().num_blocks(); ++i) model().run_block(i, s2);
   EXPECT_TRUE(torch::equal(model().head(s2), whole));
+}
+
+// The block-swapping runner computes exactly what forward() does, whatever the split
+// between resident and streamed blocks (streamed blocks are prefetched on a helper thread).
+TEST(WanDiTRunner, EverySplitMatchesForward) {
+  auto io = dit_io();
+  const auto whole = model().forward(io.x, io.t, io.context, io.seq_len);
+  for (int64_t resident = 0; resident <= model().num_blocks(); ++resident) {
+    reel::wan::DiTRunner runner(WanDiT(model()), torch::kCPU, resident);
+    EXPECT_EQ(runner.resident_blocks(), resident);
+    EXPECT_EQ(runner.streamed_blocks(), model().num_blocks() - resident);
+    EXPECT_TRUE(torch::equal(runner.forward(io.x, io.t, io.context, io.seq_len), whole)) << resident << " resident";
+    // forward_pair runs both passes block by block: each equals its own forward().
+    auto negative = torch::zeros_like(io.context);
+    auto [cond, uncond] = runner.forward_pair(io.x, io.t, io.context, negative, io.seq_len);
+    EXPECT_TRUE(torch::equal(cond, whole));
+    EXPECT_TRUE(torch::equal(uncond, model().forward(io.x, io.t, negative, io.seq_len)));
+  }
+}
+
+// bf16 storage (upcast per block) and fp8 e4m3 storage (per-tensor scale, decoded per
+// block) stay near the reference: the error is the storage rounding, bounded relative to
+// the output's scale, and fp8 stores the linear weights in a quarter of fp32's bytes.
+TEST(WanDiTRunner, Bf16AndFp8StorageStayCloseToTheReference) {
+  auto io = dit_io();
+  const auto w = reel::wan::load_dit_weights(ckpt_file());
+  auto cfg = reel::wan::read_dit_config(ckpt_dir() + "/config.json");
+  const double scale = io.out.abs().max().item<double>();
+
+  reel::wan::DiTRunner bf16(WanDiT::load(w, cfg, true, torch::kBFloat16), torch::kCPU, 1);
+  auto out16 = bf16.forward(io.x, io.t, io.context, io.seq_len);
+  const double err16 = (out16 - io.out).abs().max().item<double>() / scale;
+  EXPECT_LT(err16, 2e-2);
+  EXPECT_GT(err16, 0.0) << "bf16 storage should round something";
+
+  reel::wan::DiTRunner fp8(WanDiT::load(w, cfg), torch::kCPU, 1, /*fp8_blocks=*/true);
+  auto out8 = fp8.forward(io.x, io.t, io.context, io.seq_len);
+  const double err8 = (out8 - io.out).abs().max().item<double>() / scale;
+  EXPECT_LT(err8, 1.5e-1);
+  EXPECT_GT(err8, err16) << "fp8 keeps 3 mantissa bits, bf16 8";
+
+  const auto& b = model().blocks()[0];
+  auto q = b.quantized_fp8();
+  EXPECT_EQ(q.self_attn.q_w.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(q.ffn0_b.scalar_type(), torch::kFloat32) << "vectors stay as they are";
+  EXPECT_EQ(q.fp8_scales.count("ffn.0.weight"), 1u);
+  EXPECT_LT(q.bytes(), b.bytes() / 3);
+  auto back = q.materialized(torch::kCPU, torch::kFloat32);
+  EXPECT_TRUE(back.fp8_scales.empty());
+  EXPECT_TRUE(torch::allclose(back.ffn0_w, b.ffn0_w, 0.07, b.ffn0_w.abs().max().item<double>() / 448 * 8));
+}
+
+// bf16 and fp16 checkpoints load and run kept in their stored dtype (upcast per block).
+TEST(WanDiT, Bf16AndFp16CheckpointsRunInTheirStoredDtype) {
+  auto io = dit_io();
+  const double scale = io.out.abs().max().item<double>();
+  for (torch::Dtype dtype : {torch::kBFloat16, torch::kHalf}) {
+    TempFile f(dtype == torch::kHalf ? "f16.safetensors" : "bf16.safetensors");
+    write_safetensors(f.path, fixture_tensors(), dtype);
+    auto w = reel::wan::load_dit_weights(f.path);
+    auto m = WanDiT::load(w, reel::wan::read_dit_config(ckpt_dir() + "/config.json"), true, dtype);
+    EXPECT_EQ(m.blocks()[0].ffn0_w.scalar_type(), dtype) << "blocks stay as stored";
+    const double err = (m.forward(io.x, io.t, io.context, io.seq_len) - io.out).abs().max().item<double>() / scale;
+    EXPECT_LT(err, dtype == torch::kHalf ? 5e-3 : 2e-2) << c10::toString(dtype);
+  }
 }
 
 TEST(WanDiT, AcceptsComfyUIPrefix) {

@@ -151,6 +151,36 @@ TEST(Safetensors, Fp8E5M2Decodes) {
   EXPECT_EQ(a[6], 57344.0f);
 }
 
+TEST(Fp8, QuantizeE4M3RoundTripsAndRoundsToNearestEven) {
+  // Every finite e4m3 value times a scale comes back exactly.
+  torch::Tensor codes = torch::arange(0, 256, torch::kLong).to(torch::kUInt8);
+  torch::Tensor values = dequantize_fp8_e4m3(codes);
+  torch::Tensor finite = values.index({torch::isfinite(values)});
+  auto q = quantize_fp8_e4m3(finite * 3.0);
+  EXPECT_DOUBLE_EQ(q.scale, 3.0) << "amax 448*3 maps to 448";
+  EXPECT_TRUE(torch::equal(dequantize_fp8_e4m3(q.bytes, q.scale), finite * 3.0));
+
+  // Halfway between 1.0 (code 0x38, even) and 1.125 (0x39): the even code wins; a bit
+  // above halfway goes up. 448 pins the scale to 1.
+  auto t = quantize_fp8_e4m3(torch::tensor({1.0625f, 1.07f, 1.1875f, -1.0625f, 448.0f}));
+  EXPECT_EQ(t.scale, 1.0);
+  auto b = t.bytes.to(torch::kInt64);
+  EXPECT_EQ(b[0].item<int64_t>(), 0x38);
+  EXPECT_EQ(b[1].item<int64_t>(), 0x39);
+  EXPECT_EQ(b[2].item<int64_t>(), 0x3A) << "1.1875 is halfway 1.125 (odd) / 1.25 (even)";
+  EXPECT_EQ(b[3].item<int64_t>(), 0xB8);
+
+  // Random data: the error is within half a step of 3 mantissa bits (relative 2^-4).
+  torch::manual_seed(7);
+  torch::Tensor x = torch::randn({4096});
+  auto r = quantize_fp8_e4m3(x);
+  torch::Tensor back = dequantize_fp8_e4m3(r.bytes, r.scale);
+  torch::Tensor normal = x.abs() > r.scale * std::ldexp(1.0, -6);
+  EXPECT_LE(((back - x).abs() / x.abs()).index({normal}).max().item<double>(), 1.0 / 16 + 1e-6);
+  EXPECT_EQ(quantize_fp8_e4m3(torch::zeros({3})).scale, 1.0);
+  EXPECT_THROW(quantize_fp8_e4m3(torch::tensor({1.0f, NAN})), WeightError);
+}
+
 TEST(Safetensors, TensorsOutliveTheirMapAndAreWritable) {
   TmpDir d;
   const auto p = d.file("mixed.safetensors");

@@ -1,0 +1,259 @@
+// The model table and the weight key/shape tables; see model_specs.hpp.
+#include "model_specs.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+namespace reel::wan {
+
+const char* const kDefaultNegativePrompt =
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，"
+    "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
+    "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
+
+const std::vector<float> kVaeMean = {-0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.1745f, 0.9653f, -0.1517f, 1.5508f,
+                                     0.4134f,  -0.0715f, 0.5517f,  -0.3632f, -0.1922f, -0.9497f, 0.2503f, -0.2921f};
+const std::vector<float> kVaeStd = {2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1.7708f, 2.6052f, 2.0743f,
+                                    3.2687f, 2.1526f, 2.8652f, 1.5579f, 1.6382f, 1.1253f, 2.8251f, 1.9160f};
+
+const ModelSpec* find_model(const std::string& name) {
+  for (const auto& s : models())
+    if (s.name == name) return &s;
+  return nullptr;
+}
+
+const std::vector<ModelSpec>& models() {
+  static const std::vector<ModelSpec> m = [] {
+    std::vector<ModelSpec> v;
+    ModelSpec tiny;
+    tiny.name = "wan2.1-t2v-tiny";
+    tiny.description =
+        "Wan 2.1 text-to-video architecture at tiny sizes, random weights, for smoke tests "
+        "(byte-level tokenizer; the output is noise-like)";
+    tiny.random_weights = true;
+    tiny.dit_stored_bytes = 4, tiny.t5_stored_bytes = 4;
+    tiny.dit = {64, 128, 32, 4, 2, 32};
+    tiny.t5 = {256, 48, 48, 96, 4, 2, 32};
+    tiny.vae = {8, 16, {1, 2, 4, 4}, 2, {false, true, true}};
+    tiny.width = 64, tiny.height = 64, tiny.frames = 9, tiny.steps = 4;
+    tiny.shift = 5.0, tiny.guide = 5.0, tiny.solver = "unipc";
+    tiny.max_side = 1024, tiny.max_frames = 241;
+    v.push_back(tiny);
+
+    ModelSpec small;
+    small.name = "wan2.1-t2v-1.3b";
+    small.description = "Wan 2.1 text-to-video, 1.3B (official checkpoint from $REEL_WAN21_T2V_1_3B_DIR)";
+    small.env_var = "REEL_WAN21_T2V_1_3B_DIR";
+    small.repo = "Wan-AI/Wan2.1-T2V-1.3B";
+    small.default_dir = "/var/lib/reel/models/Wan2.1-T2V-1.3B";
+    small.dit = {1536, 8960, 256, 12, 30, 512};
+    small.t5 = {256384, 4096, 4096, 10240, 64, 24, 32};
+    small.vae = {96, 16, {1, 2, 4, 4}, 2, {false, true, true}};
+    small.width = 832, small.height = 480, small.frames = 81, small.steps = 50;
+    small.shift = 5.0, small.guide = 5.0, small.solver = "unipc";
+    small.max_side = 1920, small.max_frames = 241;
+    v.push_back(small);
+
+    ModelSpec big = small;
+    big.name = "wan2.1-t2v-14b";
+    big.description = "Wan 2.1 text-to-video, 14B (official checkpoint from $REEL_WAN21_T2V_14B_DIR)";
+    big.env_var = "REEL_WAN21_T2V_14B_DIR";
+    big.repo = "Wan-AI/Wan2.1-T2V-14B";
+    big.default_dir = "/var/lib/reel/models/Wan2.1-T2V-14B";
+    big.dit = {5120, 13824, 256, 40, 40, 512};
+    v.push_back(big);
+    return v;
+  }();
+  return m;
+}
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+}  // namespace
+
+Shapes dit_shapes(const DitDims& d, int64_t text_dim) {
+  const int64_t D = d.dim, F = d.ffn_dim;
+  Shapes s = {{"patch_embedding.weight", {D, d.in_dim, 1, 2, 2}}, {"patch_embedding.bias", {D}},
+              {"text_embedding.0.weight", {D, text_dim}},       {"text_embedding.0.bias", {D}},
+              {"text_embedding.2.weight", {D, D}},              {"text_embedding.2.bias", {D}},
+              {"time_embedding.0.weight", {D, d.freq_dim}},     {"time_embedding.0.bias", {D}},
+              {"time_embedding.2.weight", {D, D}},              {"time_embedding.2.bias", {D}},
+              {"time_projection.1.weight", {6 * D, D}},         {"time_projection.1.bias", {6 * D}},
+              {"head.head.weight", {d.out_dim * 4, D}},         {"head.head.bias", {d.out_dim * 4}},
+              {"head.modulation", {1, 2, D}}};
+  for (int64_t i = 0; i < d.num_layers; ++i) {
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    for (const char* a : {"self_attn.", "cross_attn."}) {
+      for (const char* l : {"q", "k", "v", "o"}) {
+        s.push_back({p + a + l + ".weight", {D, D}});
+        s.push_back({p + a + l + ".bias", {D}});
+      }
+      s.push_back({p + a + "norm_q.weight", {D}});
+      s.push_back({p + a + "norm_k.weight", {D}});
+    }
+    s.push_back({p + "modulation", {1, 6, D}});
+    s.push_back({p + "norm3.weight", {D}});
+    s.push_back({p + "norm3.bias", {D}});
+    s.push_back({p + "ffn.0.weight", {F, D}});
+    s.push_back({p + "ffn.0.bias", {F}});
+    s.push_back({p + "ffn.2.weight", {D, F}});
+    s.push_back({p + "ffn.2.bias", {D}});
+  }
+  return s;
+}
+
+Shapes t5_shapes(const T5Dims& t) {
+  const int64_t D = t.dim, A = t.dim_attn, F = t.dim_ffn;
+  Shapes s = {{"token_embedding.weight", {t.vocab, D}}};
+  for (int64_t i = 0; i < t.num_layers; ++i) {
+    const std::string p = "blocks." + std::to_string(i) + ".";
+    s.push_back({p + "norm1.weight", {D}});
+    s.push_back({p + "attn.q.weight", {A, D}});
+    s.push_back({p + "attn.k.weight", {A, D}});
+    s.push_back({p + "attn.v.weight", {A, D}});
+    s.push_back({p + "attn.o.weight", {D, A}});
+    s.push_back({p + "norm2.weight", {D}});
+    s.push_back({p + "ffn.gate.0.weight", {F, D}});
+    s.push_back({p + "ffn.fc1.weight", {F, D}});
+    s.push_back({p + "ffn.fc2.weight", {D, F}});
+    s.push_back({p + "pos_embedding.embedding.weight", {t.num_buckets, t.num_heads}});
+  }
+  s.push_back({"norm.weight", {D}});
+  return s;
+}
+
+Shapes vae_shapes(const VaeDims& v) {
+  Shapes s;
+  auto res = [&](const std::string& p, int64_t in, int64_t out) {
+    s.push_back({p + "residual.0.gamma", {in, 1, 1, 1}});
+    s.push_back({p + "residual.2.weight", {out, in, 3, 3, 3}});
+    s.push_back({p + "residual.2.bias", {out}});
+    s.push_back({p + "residual.3.gamma", {out, 1, 1, 1}});
+    s.push_back({p + "residual.6.weight", {out, out, 3, 3, 3}});
+    s.push_back({p + "residual.6.bias", {out}});
+    if (in != out) {
+      s.push_back({p + "shortcut.weight", {out, in, 1, 1, 1}});
+      s.push_back({p + "shortcut.bias", {out}});
+    }
+  };
+  auto attn = [&](const std::string& p, int64_t c) {
+    s.push_back({p + "norm.gamma", {c, 1, 1}});
+    s.push_back({p + "to_qkv.weight", {3 * c, c, 1, 1}});
+    s.push_back({p + "to_qkv.bias", {3 * c}});
+    s.push_back({p + "proj.weight", {c, c, 1, 1}});
+    s.push_back({p + "proj.bias", {c}});
+  };
+  auto middle = [&](const std::string& p, int64_t c) {
+    res(p + "middle.0.", c, c);
+    attn(p + "middle.1.", c);
+    res(p + "middle.2.", c, c);
+  };
+  const int64_t n = static_cast<int64_t>(v.dim_mult.size());
+  // Encoder: dims = dim * [1] + dim_mult.
+  std::vector<int64_t> dims = {v.dim};
+  for (int64_t m : v.dim_mult) dims.push_back(v.dim * m);
+  s.push_back({"encoder.conv1.weight", {dims[0], 3, 3, 3, 3}});
+  s.push_back({"encoder.conv1.bias", {dims[0]}});
+  int64_t idx = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t in = dims[i], out = dims[i + 1];
+    for (int64_t r = 0; r < v.num_res_blocks; ++r, ++idx) {
+      res("encoder.downsamples." + std::to_string(idx) + ".", in, out);
+      in = out;
+    }
+    if (i != n - 1) {
+      const std::string p = "encoder.downsamples." + std::to_string(idx++) + ".";
+      s.push_back({p + "resample.1.weight", {out, out, 3, 3}});
+      s.push_back({p + "resample.1.bias", {out}});
+      if (v.temporal[i]) {
+        s.push_back({p + "time_conv.weight", {out, out, 3, 1, 1}});
+        s.push_back({p + "time_conv.bias", {out}});
+      }
+    }
+  }
+  const int64_t top = dims.back(), z2 = 2 * v.z_dim;
+  middle("encoder.", top);
+  s.push_back({"encoder.head.0.gamma", {top, 1, 1, 1}});
+  s.push_back({"encoder.head.2.weight", {z2, top, 3, 3, 3}});
+  s.push_back({"encoder.head.2.bias", {z2}});
+  s.push_back({"conv1.weight", {z2, z2, 1, 1, 1}});
+  s.push_back({"conv1.bias", {z2}});
+  s.push_back({"conv2.weight", {v.z_dim, v.z_dim, 1, 1, 1}});
+  s.push_back({"conv2.bias", {v.z_dim}});
+  // Decoder: dims = dim * [dim_mult[-1]] + dim_mult[::-1]; temporal upsampling reversed.
+  std::vector<int64_t> ddims = {v.dim * v.dim_mult.back()};
+  for (int64_t i = n - 1; i >= 0; --i) ddims.push_back(v.dim * v.dim_mult[i]);
+  std::vector<bool> up(v.temporal.rbegin(), v.temporal.rend());
+  s.push_back({"decoder.conv1.weight", {ddims[0], v.z_dim, 3, 3, 3}});
+  s.push_back({"decoder.conv1.bias", {ddims[0]}});
+  middle("decoder.", ddims[0]);
+  idx = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t in = ddims[i], out = ddims[i + 1];
+    if (i >= 1 && i <= 3) in /= 2;
+    for (int64_t r = 0; r < v.num_res_blocks + 1; ++r, ++idx) {
+      res("decoder.upsamples." + std::to_string(idx) + ".", in, out);
+      in = out;
+    }
+    if (i != n - 1) {
+      const std::string p = "decoder.upsamples." + std::to_string(idx++) + ".";
+      s.push_back({p + "resample.1.weight", {out / 2, out, 3, 3}});
+      s.push_back({p + "resample.1.bias", {out / 2}});
+      if (up[i]) {
+        s.push_back({p + "time_conv.weight", {out * 2, out, 3, 1, 1}});
+        s.push_back({p + "time_conv.bias", {out * 2}});
+      }
+    }
+  }
+  const int64_t last = ddims.back();
+  s.push_back({"decoder.head.0.gamma", {last, 1, 1, 1}});
+  s.push_back({"decoder.head.2.weight", {3, last, 3, 3, 3}});
+  s.push_back({"decoder.head.2.bias", {3}});
+  return s;
+}
+
+int64_t count_params(const Shapes& s) {
+  int64_t n = 0;
+  for (const auto& kv : s) {
+    int64_t k = 1;
+    for (int64_t d : kv.second) k *= d;
+    n += k;
+  }
+  return n;
+}
+
+tensorio::TensorMap random_weights(const Shapes& shapes, uint64_t seed) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  tensorio::TensorMap m;
+  for (const auto& [name, shape] : shapes) {
+    const bool is_norm = ends_with(name, ".gamma") || name.find("norm") != std::string::npos;
+    torch::Tensor t;
+    if (ends_with(name, ".bias") && !is_norm) t = torch::zeros(shape);
+    else if (is_norm && !ends_with(name, ".bias")) t = torch::ones(shape);
+    else if (is_norm) t = torch::zeros(shape);
+    else t = torch::randn(shape, gen, torch::kFloat32) * 0.02;
+    m[name] = t;
+  }
+  return m;
+}
+
+Tokens byte_tokens(const std::string& prompt, int64_t vocab, int64_t text_len) {
+  std::string text = clean_prompt(prompt);
+  Tokens t;
+  for (unsigned char c : text) {
+    if (static_cast<int64_t>(t.ids.size()) >= text_len - 1) break;
+    t.ids.push_back(2 + static_cast<int64_t>(c) % (vocab - 2));
+  }
+  t.ids.push_back(T5Tokenizer::kEosId);
+  t.seq_len = static_cast<int64_t>(t.ids.size());
+  t.mask.assign(t.ids.size(), 1);
+  t.ids.resize(text_len, T5Tokenizer::kPadId);
+  t.mask.resize(text_len, 0);
+  return t;
+}
+
+}  // namespace reel::wan

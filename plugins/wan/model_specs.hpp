@@ -1,0 +1,73 @@
+// The Wan 2.1 text-to-video models reel offers, as data: their sizes, defaults and
+// limits, the published key names and shapes of every weight (from the sizes), and the
+// tiny model's fixed-seed random weights and byte-level tokenizer. Pure data and
+// functions of it; ladder.hpp turns sizes into memory estimates, wan_plugin.cpp serves it.
+// Thread-safety: models() is built once, immutable afterwards.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tensorio/weights.hpp"
+#include "tokenizer.hpp"
+
+namespace reel::wan {
+
+using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+
+// The reference's default negative prompt (wan/configs/shared_config.py sample_neg_prompt).
+extern const char* const kDefaultNegativePrompt;
+// Wan 2.1's latent normalisation (wan/modules/vae.py, WanVAE.__init__ mean / std).
+extern const std::vector<float> kVaeMean, kVaeStd;
+
+struct DitDims {
+  int64_t dim, ffn_dim, freq_dim, num_heads, num_layers, text_len, in_dim = 16, out_dim = 16;
+};
+struct T5Dims {
+  int64_t vocab, dim, dim_attn, dim_ffn, num_heads, num_layers, num_buckets;
+};
+struct VaeDims {
+  int64_t dim, z_dim;
+  std::vector<int64_t> dim_mult;
+  int64_t num_res_blocks;
+  std::vector<bool> temporal;
+};
+
+struct ModelSpec {
+  std::string name, description;
+  bool random_weights = false;     // the tiny model: weights from fixed seeds, no checkpoint
+  std::string env_var, default_dir, repo;  // checkpoint folder: $env_var, else default_dir
+  DitDims dit;
+  T5Dims t5;
+  VaeDims vae;
+  // Bytes per stored weight as the checkpoint publishes them (DiT fp32 in the official
+  // releases, the T5 bf16); the VAE is always held in float32.
+  int64_t dit_stored_bytes = 4, t5_stored_bytes = 2;
+  // defaults and ranges
+  int64_t width, height, frames, steps;
+  double shift, guide;
+  std::string solver;
+  int64_t max_side, max_frames;
+};
+
+const std::vector<ModelSpec>& models();
+const ModelSpec* find_model(const std::string& name);  // nullptr when unknown
+
+// Published key names and shapes (what the loaders require()).
+Shapes dit_shapes(const DitDims& d, int64_t text_dim);
+Shapes t5_shapes(const T5Dims& t);
+Shapes vae_shapes(const VaeDims& v);  // WanVAE_: Encoder3d, conv1, conv2, Decoder3d
+int64_t count_params(const Shapes& s);
+
+// Random weights with a fixed seed: biases 0, norm scales (gamma, norm*.weight) 1, every
+// other tensor normal * 0.02, so activations stay finite.
+tensorio::TensorMap random_weights(const Shapes& shapes, uint64_t seed);
+
+// The tiny model's tokenizer: byte-level. The prompt is cleaned as the reference does
+// (clean_prompt), then each UTF-8 byte b becomes id 2 + b % (vocab - 2) (0 = pad and
+// 1 = eos are never produced by a byte), truncated to text_len - 1, then eos, then padded.
+Tokens byte_tokens(const std::string& prompt, int64_t vocab, int64_t text_len);
+
+}  // namespace reel::wan

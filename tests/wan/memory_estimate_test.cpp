@@ -1,0 +1,122 @@
+// The ladder's host-memory estimate against the peak RSS a real run reaches on this CPU.
+// Each case runs in a forked child (so earlier cases' allocations and the allocator's
+// cached arenas do not count), resets the peak (/proc/self/clear_refs), loads a
+// random-weight model, and runs encode -> denoise -> decode. The measured increase must
+// be covered by the estimate minus the fixed worker overhead (which this process already
+// carries), and the estimate may not exceed it by more than the stated margin, so both
+// an under-estimate (OOM) and a wildly padded one (jobs refused that would fit) fail.
+#include <malloc.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "ladder.hpp"
+#include "model_specs.hpp"
+#include "sampler.hpp"
+#include "t2v_model.hpp"
+#include "worker/worker_main.hpp"
+
+namespace reel::wan {
+namespace {
+
+using reel::kWorkerMmapThreshold;
+
+// Margin: measured <= estimate <= kOverFactor x measured + kSlack.
+constexpr double kOverFactor = 2.0;
+constexpr int64_t kSlack = int64_t{96} << 20;
+
+int64_t status_kib(const char* field) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(std::string(field).size()));
+  return -1;
+}
+
+// Runs one job in a child; returns the child's peak RSS increase in bytes (-1 on failure)
+// and prints the peak after each stage (load, encode, denoise, decode), to show where
+// an estimate goes wrong.
+int64_t measured_increase(const ModelSpec& spec, const Rung& rung, const JobShape& shape) {
+  int fds[2];
+  if (::pipe(fds) != 0) return -1;
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(fds[0]);
+    int64_t result = -1;
+    try {
+      torch::NoGradGuard no_grad;
+      ::mallopt(M_MMAP_THRESHOLD, kWorkerMmapThreshold);  // as in every reeld worker
+      { std::ofstream("/proc/self/clear_refs") << "5"; }  // VmHWM := VmRSS
+      const int64_t base = status_kib("VmRSS:");
+      auto mib = [&] { return (status_kib("VmHWM:") - base) / 1024.0; };
+      T2VModel m = T2VModel::load(spec, rung, "cpu", "");
+      const double loaded = mib();
+      DenoiseRequest req;
+      auto ls = latent_shape(spec.vae.z_dim, shape.frames, shape.height, shape.width, 4, 8);
+      req.noise = NoiseSource(1).normal(ls[0], ls[1], ls[2], ls[3]);
+      req.context = m.encode("a memory test");
+      req.negative = m.encode("");
+      req.steps = shape.steps;
+      const double encoded = mib();
+      torch::Tensor latent = m.denoise(req);
+      const double denoised = mib();
+      torch::Tensor video = m.decode(latent);
+      torch::Tensor rgb = ((video + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8).contiguous();
+      result = (status_kib("VmHWM:") - base) * 1024;
+      std::printf("[ memory ] peak after load %.1f, encode %.1f, denoise %.1f, decode %.1f MiB\n", loaded, encoded,
+                  denoised, result / 1048576.0);
+      std::fflush(stdout);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child: %s\n", e.what());
+    }
+    (void)!::write(fds[1], &result, sizeof result);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  int64_t result = -1;
+  if (::read(fds[0], &result, sizeof result) != sizeof result) result = -1;
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return result;
+}
+
+// A random-weight model big enough that weights, not the runtime, dominate.
+ModelSpec medium_model() {
+  ModelSpec m = *find_model("wan2.1-t2v-tiny");
+  m.name = "memory-test-medium";
+  m.dit = {512, 2048, 256, 8, 8, 64};
+  m.t5 = {32000, 512, 512, 1024, 8, 4, 32};
+  m.vae = {32, 16, {1, 2, 4, 4}, 2, {false, true, true}};
+  return m;
+}
+
+void check_case(const ModelSpec& spec, const JobShape& shape) {
+  const Rung rung = parse_rung({{"name", "cpu"}});
+  const int64_t estimate = wan::estimate(spec, shape, rung).host - kWorkerOverheadBytes;
+  const int64_t measured = measured_increase(spec, rung, shape);
+  ASSERT_GT(measured, 0) << "the child run failed (see stderr)";
+  std::printf("[ memory ] %s %lldx%lldx%lld, %lld steps: estimate %.1f MiB, measured %.1f MiB (%.2fx)\n",
+              spec.name.c_str(), static_cast<long long>(shape.width), static_cast<long long>(shape.height),
+              static_cast<long long>(shape.frames), static_cast<long long>(shape.steps), estimate / 1048576.0,
+              measured / 1048576.0, static_cast<double>(estimate) / measured);
+  EXPECT_GE(estimate, measured) << "under-estimate: the scheduler would admit a job that does not fit";
+  EXPECT_LE(estimate, kOverFactor * measured + kSlack) << "over-estimate beyond the stated margin";
+}
+
+TEST(MemoryEstimate, WeightDominatedRunIsCovered) {
+  check_case(medium_model(), {2, 5, 128, 128});
+}
+
+TEST(MemoryEstimate, ActivationDominatedRunIsCovered) {
+  check_case(*find_model("wan2.1-t2v-tiny"), {2, 17, 384, 384});
+}
+
+}  // namespace
+}  // namespace reel::wan
