@@ -404,6 +404,7 @@ class Run {
     std::string what;
     bool remote = false;
     if (last_state_ == ds::TaskState::pending || last_state_ == ds::TaskState::unknown) {
+      abortable_ = false;   // the host says cancelled: this one request must still go out
       ds::HttpResponse r = http_.request("POST", settings_.endpoint + "/api/v1/tasks/" + task_id_ + "/cancel", auth_headers());
       remote = r.status == 200;
       what = remote ? "it was still PENDING and was cancelled remotely: nothing billed"
