@@ -376,6 +376,30 @@ TEST(DashScopePlugin, DaemonKilledMidPollResumesTheSameTask) {
   EXPECT_TRUE(resumed) << h.show(job["id"]).dump();
 }
 
+TEST(DashScopePlugin, PoolSlotsLimitConcurrentTasks) {
+  SKIP_WITHOUT_PLUGIN();
+  auto o = fake_options();
+  o.hold = true;
+  FakeDashScope fake(o);
+  Harness h(fake, {"REEL_DASHSCOPE_MAX_CONCURRENT=1"});
+  Json a = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "a"}}}});
+  Json b = h.submit({{"model", "wan2.5-i2v-preview"}, {"params", {{"image_url", "https://example.com/b.png"}}}});
+  ASSERT_TRUE(wait_until([&] { return fake.count("GET", "/api/v1/tasks/task-1") >= 3; }));
+  EXPECT_EQ(fake.submissions(), 1) << "the second job started although the pool has one slot";
+  EXPECT_EQ(h.state(b["id"]), "queued");
+  Json shown = h.show(a["id"]);
+  bool on_pool = false;
+  for (const auto& e : shown["events"]) on_pool = on_pool || (e["kind"] == "scheduled" && e["data"]["device"] == "remote:dashscope");
+  EXPECT_TRUE(on_pool) << shown.dump();
+  o.hold = false;
+  fake.set_options(o);
+  ASSERT_TRUE(h.wait_final(a["id"]));
+  ASSERT_TRUE(h.wait_final(b["id"]));
+  EXPECT_EQ(h.state(a["id"]), "succeeded");
+  EXPECT_EQ(h.state(b["id"]), "succeeded");
+  EXPECT_EQ(fake.submissions(), 2);
+}
+
 TEST(DashScopePlugin, CancelWhilePendingCancelsRemotely) {
   SKIP_WITHOUT_PLUGIN();
   auto o = fake_options();
