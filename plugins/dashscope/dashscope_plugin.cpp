@@ -245,7 +245,10 @@ class Run {
         throw sdk::BadInputError(why);
     }
     ds::HttpResponse p = call("GET", settings_.endpoint + "/api/v1/uploads?action=getPolicy&model=" + model_, auth_headers());
-    if (p.status != 200) fail_response(p, "getting an upload policy for " + path);
+    if (p.status != 200)
+      fail_response(p, "getting an upload policy for " + path + " (DashScope documents temporary uploads for the Beijing "
+                       "region; elsewhere pass " + (role == "image" ? std::string("image_url") : std::string("audio_url")) +
+                       " instead)");
     json d = json::parse(p.body, nullptr, false);
     if (!d.is_object() || !d.contains("data") || !d["data"].is_object())
       throw sdk::InternalError("DashScope upload policy: unexpected answer " + p.body.substr(0, 200));
