@@ -24,6 +24,7 @@ PLUGIN_PACKAGES=(
 # Remote-model plugins: libcurl (OpenSSL TLS) for the DashScope API.
 REMOTE_PACKAGES=(
   libcurl4-openssl-dev ca-certificates
+  openssl            # the TLS-verification test serves a self-signed certificate with openssl s_server
 )
 
 PACKAGES=("${BUILD_PACKAGES[@]}" "${PLUGIN_PACKAGES[@]}" "${REMOTE_PACKAGES[@]}")

@@ -3,8 +3,13 @@
 // text- and image-to-video, the poll back-off, 429 with Retry-After, a FAILED task, a
 // download that breaks half-way, a daemon killed mid-poll, cancel, an expired result URL.
 // Poll and retry intervals are shrunk to milliseconds through the environment.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 
+#include <boost/asio.hpp>
 #include <gtest/gtest.h>
 
 #include "support/fake_dashscope.hpp"
@@ -39,11 +44,16 @@ struct Harness {
     start();
   }
   static std::vector<std::string> with_env(FakeDashScope& f, std::vector<std::string> env, bool with_key) {
-    env.push_back("REEL_DASHSCOPE_ENDPOINT=" + f.endpoint());
-    env.push_back("REEL_DASHSCOPE_POLL_MS=20");
-    env.push_back("REEL_DASHSCOPE_POLL_MAX_MS=80");
-    env.push_back("REEL_DASHSCOPE_RETRY_MS=10");
-    if (with_key) env.push_back("DASHSCOPE_API_KEY=" + kKey);
+    auto fallback = [&](const std::string& name, const std::string& value) {   // the test's own setting wins
+      for (const auto& e : env)
+        if (e.rfind(name + "=", 0) == 0) return;
+      env.push_back(name + "=" + value);
+    };
+    fallback("REEL_DASHSCOPE_ENDPOINT", f.endpoint());
+    fallback("REEL_DASHSCOPE_POLL_MS", "20");
+    fallback("REEL_DASHSCOPE_POLL_MAX_MS", "80");
+    fallback("REEL_DASHSCOPE_RETRY_MS", "10");
+    if (with_key) fallback("DASHSCOPE_API_KEY", kKey);
     return env;
   }
   void start() {
@@ -401,6 +411,52 @@ TEST(DashScopePlugin, PoolSlotsLimitConcurrentTasks) {
   EXPECT_EQ(h.state(a["id"]), "succeeded");
   EXPECT_EQ(h.state(b["id"]), "succeeded");
   EXPECT_EQ(fake.submissions(), 2);
+}
+
+// TLS is verified: an https endpoint with a self-signed certificate (openssl s_server on
+// loopback) is refused before any request is sent.
+TEST(DashScopePlugin, UntrustedCertificateIsRefused) {
+  SKIP_WITHOUT_PLUGIN();
+  if (run_command({"/bin/sh", "-c", "command -v openssl"}).exit_code != 0) GTEST_SKIP() << "no openssl command";
+  TempDir tls;
+  CommandResult made = run_command({"/usr/bin/env", "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                                    tls.file("key.pem"), "-out", tls.file("cert.pem")});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  int port = 0;
+  {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    port = a.local_endpoint().port();
+  }
+  pid_t server = fork();
+  if (server == 0) {
+    execlp("openssl", "openssl", "s_server", "-quiet", "-www", "-accept", ("127.0.0.1:" + std::to_string(port)).c_str(),
+           "-cert", tls.file("cert.pem").c_str(), "-key", tls.file("key.pem").c_str(), (char*)nullptr);
+    _exit(127);
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  } reap{server};
+  ASSERT_TRUE(wait_until([&] {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket s(io);
+    boost::system::error_code ec;
+    s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)}, ec);
+    return !ec;
+  }));
+  FakeDashScope unused(fake_options());
+  Harness h(unused, {"REEL_DASHSCOPE_ENDPOINT=https://127.0.0.1:" + std::to_string(port), "REEL_DASHSCOPE_RETRIES=1"});
+  Json job = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}}}});
+  ASSERT_TRUE(h.wait_final(job["id"]));
+  Json done = h.job(job["id"]);
+  EXPECT_EQ(done["state"], "failed");
+  EXPECT_TRUE(has(done.value("error", ""), "certificate")) << done.dump();
+  EXPECT_TRUE(unused.requests().empty());
 }
 
 TEST(DashScopePlugin, CancelWhilePendingCancelsRemotely) {

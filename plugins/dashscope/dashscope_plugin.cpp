@@ -201,7 +201,7 @@ class Run {
       ds::HttpResponse r = http_.request(method, url, headers, body);
       if (r.status == 0 && r.error == "cancelled") throw_cancelled();
       if (r.status >= 200 && r.status < 300) return r;
-      if (!abortable_ && r.status == 0) return r;   // a submission that may have arrived is never repeated
+      if (!abortable_ && r.status == 0 && !r.not_sent) return r;   // a submission that may have arrived is never repeated
       auto delay = ds::retry_delay_ms(settings_.retry, attempt, r.status, r.header("retry-after"));
       if (!delay) return r;
       host_.event("retry", {{"what", method + " " + url.substr(settings_.endpoint.size())}, {"status", r.status},
@@ -214,8 +214,10 @@ class Run {
   }
 
   [[noreturn]] void fail_response(const ds::HttpResponse& r, const std::string& what) {
-    if (r.status == 0) throw sdk::InternalError(what + ": cannot reach DashScope at " + settings_.endpoint + ": " + r.error +
-                                                "; check the network and REEL_DASHSCOPE_ENDPOINT");
+    if (r.status == 0)
+      throw sdk::InternalError(what + ": cannot reach DashScope at " + settings_.endpoint + ": " + r.error +
+                               "; check the network and REEL_DASHSCOPE_ENDPOINT" +
+                               (abortable_ || r.not_sent ? "" : " (the task may have been created and billed: check the Model Studio console)"));
     throw_service(ds::parse_error(r.status, r.body), what);
   }
 
@@ -302,8 +304,8 @@ class Run {
     // would be billed and lost. A cancel is honoured once the task_id is known.
     abortable_ = false;
     ds::HttpResponse r = call("POST", settings_.endpoint + ds::kSynthesisPath, headers, req.body.dump());
-    abortable_ = true;
     if (r.status != 200) fail_response(r, "submitting the task");
+    abortable_ = true;
     std::string task_id;
     try {
       task_id = ds::parse_submit(r.body);

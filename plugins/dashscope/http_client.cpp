@@ -103,6 +103,7 @@ void finish(CURL* c, CURLcode rc, Transfer& t, const char* errbuf) {
     return;
   }
   r.status = 0;
+  r.not_sent = rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_PROXY;
   if (rc == CURLE_ABORTED_BY_CALLBACK) r.error = "cancelled";
   else r.error = std::string(curl_easy_strerror(rc)) + (errbuf[0] ? std::string(": ") + errbuf : "");
 }

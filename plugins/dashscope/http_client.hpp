@@ -21,6 +21,7 @@ struct HttpResponse {
   std::map<std::string, std::string> headers;  // names lower-cased; the last value wins
   std::string body;                            // for download(): the body only when status >= 400
   std::string error;                           // status 0: what went wrong
+  bool not_sent = false;                       // status 0 before any byte left: safe to repeat
   std::string header(const std::string& lower_name) const {
     auto it = headers.find(lower_name);
     return it == headers.end() ? "" : it->second;
