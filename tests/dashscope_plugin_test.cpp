@@ -75,6 +75,13 @@ struct Harness {
       return s == "succeeded" || s == "failed" || s == "cancelled";
     }, t);
   }
+  // Submits a job, waits for its end and returns it as it ended.
+  Json run(const Json& spec) {
+    Json job = submit(spec);
+    EXPECT_TRUE(wait_final(job["id"]));
+    return this->job(job["id"]);
+  }
+  Json run_t2v(const Json& params = {{"prompt", "x"}}) { return run({{"model", "wan2.5-t2v-preview"}, {"params", params}}); }
   std::vector<Json> events(const std::string& id, const std::string& kind) {
     std::vector<Json> out;
     const Json shown = show(id);   // kept alive: ranging over part of a temporary dangles
@@ -269,9 +276,7 @@ TEST(DashScopePlugin, FailedTaskQuotesTheServiceAndIsNotRetried) {
   o.fail_message = "Output data may contain inappropriate content.";
   FakeDashScope fake(o);
   Harness h(fake);
-  Json job = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}}}});
-  ASSERT_TRUE(h.wait_final(job["id"]));
-  Json done = h.job(job["id"]);
+  Json done = h.run_t2v();
   EXPECT_EQ(done["state"], "failed");
   std::string error = done.value("error", "");
   EXPECT_TRUE(has(error, "DataInspectionFailed")) << error;
@@ -288,9 +293,7 @@ TEST(DashScopePlugin, RefusedSubmissionQuotesTheService) {
   o.submit_message = "The size is not match the allowed size";
   FakeDashScope fake(o);
   Harness h(fake);
-  Json job = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}}}});
-  ASSERT_TRUE(h.wait_final(job["id"]));
-  Json done = h.job(job["id"]);
+  Json done = h.run_t2v();
   EXPECT_EQ(done["state"], "failed");
   EXPECT_TRUE(has(done.value("error", ""), "InvalidParameter (HTTP 400): The size is not match the allowed size"))
       << done.dump();
@@ -303,9 +306,7 @@ TEST(DashScopePlugin, WrongKeyIsAnAuthError) {
   o.api_key = "another-key";
   FakeDashScope fake(o);
   Harness h(fake);
-  Json job = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}}}});
-  ASSERT_TRUE(h.wait_final(job["id"]));
-  Json done = h.job(job["id"]);
+  Json done = h.run_t2v();
   EXPECT_EQ(done["state"], "failed");
   EXPECT_TRUE(has(done.value("error", ""), "InvalidApiKey")) << done.dump();
   EXPECT_TRUE(has(done.value("error", ""), "check the API key")) << done.dump();
@@ -315,9 +316,7 @@ TEST(DashScopePlugin, MissingKeyFailsWithoutContactingTheService) {
   SKIP_WITHOUT_PLUGIN();
   FakeDashScope fake(fake_options());
   Harness h(fake, {}, /*with_key=*/false);
-  Json job = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}}}});
-  ASSERT_TRUE(h.wait_final(job["id"]));
-  Json done = h.job(job["id"]);
+  Json done = h.run_t2v();
   EXPECT_EQ(done["state"], "failed");
   EXPECT_TRUE(has(done.value("error", ""), "REEL_DASHSCOPE_API_KEY_FILE")) << done.dump();
   EXPECT_TRUE(fake.requests().empty());
@@ -340,10 +339,8 @@ TEST(DashScopePlugin, BrokenDownloadResumesWithRange) {
   o.break_first_download = true;
   FakeDashScope fake(o);
   Harness h(fake);
-  Json job = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}}}});
-  ASSERT_TRUE(h.wait_final(job["id"]));
-  Json done = h.job(job["id"]);
-  ASSERT_EQ(done["state"], "succeeded") << h.show(job["id"]).dump();
+  Json done = h.run_t2v();
+  ASSERT_EQ(done["state"], "succeeded") << h.show(done["id"]).dump();
   EXPECT_TRUE(read_file(output_named(done, "video.mp4")) == fake.video());
   auto downloads = fake.requests_to("GET", "/video/");
   ASSERT_EQ(downloads.size(), 2u);
@@ -357,9 +354,7 @@ TEST(DashScopePlugin, ExpiredResultUrlIsAClearError) {
   o.download_status = 403;
   FakeDashScope fake(o);
   Harness h(fake);
-  Json job = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}}}});
-  ASSERT_TRUE(h.wait_final(job["id"]));
-  Json done = h.job(job["id"]);
+  Json done = h.run_t2v();
   EXPECT_EQ(done["state"], "failed");
   std::string error = done.value("error", "");
   EXPECT_TRUE(has(error, "HTTP 403")) << error;
@@ -451,9 +446,7 @@ TEST(DashScopePlugin, UntrustedCertificateIsRefused) {
   }));
   FakeDashScope unused(fake_options());
   Harness h(unused, {"REEL_DASHSCOPE_ENDPOINT=https://127.0.0.1:" + std::to_string(port), "REEL_DASHSCOPE_RETRIES=1"});
-  Json job = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}}}});
-  ASSERT_TRUE(h.wait_final(job["id"]));
-  Json done = h.job(job["id"]);
+  Json done = h.run_t2v();
   EXPECT_EQ(done["state"], "failed");
   EXPECT_TRUE(has(done.value("error", ""), "certificate")) << done.dump();
   EXPECT_TRUE(unused.requests().empty());

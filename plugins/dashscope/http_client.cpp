@@ -25,6 +25,7 @@ struct Transfer {
   bool truncate_on_200 = false;  // a Range request answered with the whole body
   bool checked_status = false;
   CURL* curl = nullptr;
+  char errbuf[CURL_ERROR_SIZE] = {0};
 };
 
 size_t on_header(char* data, size_t size, size_t n, void* user) {
@@ -92,9 +93,11 @@ void common_setup(CURL* c, Transfer& t, const std::string& url, const HttpOption
   curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
   curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t.errbuf);
 }
 
-void finish(CURL* c, CURLcode rc, Transfer& t, const char* errbuf) {
+void finish(CURL* c, CURLcode rc, Transfer& t) {
+  const char* errbuf = t.errbuf;
   HttpResponse& r = *t.resp;
   if (rc == CURLE_OK) {
     long code = 0;
@@ -128,11 +131,8 @@ HttpResponse HttpClient::request(const std::string& method, const std::string& u
                                  const std::vector<std::string>& headers, const std::string& body) {
   CURL* c = static_cast<CURL*>(curl_);
   HttpResponse resp;
-  Transfer t{&resp, &options_};
-  t.curl = c;
+  Transfer t{&resp, &options_, nullptr, false, false, c};
   common_setup(c, t, url, options_, true);
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   Slist h;
   for (const auto& x : headers) h.add(x);
   if (method == "POST") {
@@ -143,7 +143,7 @@ HttpResponse HttpClient::request(const std::string& method, const std::string& u
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
   }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h.list);
-  finish(c, curl_easy_perform(c), t, errbuf);
+  finish(c, curl_easy_perform(c), t);
   return resp;
 }
 
@@ -151,11 +151,8 @@ HttpResponse HttpClient::post_form(const std::string& url, const std::vector<For
                                    const std::string& file_field, const std::string& file_path) {
   CURL* c = static_cast<CURL*>(curl_);
   HttpResponse resp;
-  Transfer t{&resp, &options_};
-  t.curl = c;
+  Transfer t{&resp, &options_, nullptr, false, false, c};
   common_setup(c, t, url, options_, true);
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   curl_mime* mime = curl_mime_init(c);
   for (const auto& f : fields) {
     curl_mimepart* part = curl_mime_addpart(mime);
@@ -169,7 +166,7 @@ HttpResponse HttpClient::post_form(const std::string& url, const std::vector<For
     curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
     rc = curl_easy_perform(c);
   }
-  finish(c, rc, t, errbuf);
+  finish(c, rc, t);
   curl_easy_setopt(c, CURLOPT_MIMEPOST, nullptr);
   curl_mime_free(mime);
   return resp;
@@ -185,12 +182,9 @@ HttpResponse HttpClient::download(const std::string& url, const std::string& pat
     resp.error = "cannot open " + path + " for writing";
     return resp;
   }
-  Transfer t{&resp, &options_, f};
-  t.curl = c;
+  Transfer t{&resp, &options_, f, false, false, c};
   t.truncate_on_200 = have > 0;
   common_setup(c, t, url, options_, false);
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   if (have > 0) curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, curl_off_t(have));
   CURLcode rc = curl_easy_perform(c);
   if (rc == CURLE_RANGE_ERROR && have > 0) {   // the server cannot resume: start over
@@ -199,7 +193,7 @@ HttpResponse HttpClient::download(const std::string& url, const std::string& pat
     return download(url, path);
   }
   const int seen = resp.status;
-  finish(c, rc, t, errbuf);
+  finish(c, rc, t);
   if (resp.status == 0 && seen >= 400) resp.status = seen;   // curl may flag an error page
   if (std::fclose(f) != 0 && resp.status > 0 && resp.status < 400) {
     resp.status = 0;
