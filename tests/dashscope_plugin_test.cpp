@@ -217,6 +217,12 @@ TEST(DashScopePlugin, LocalChecksRefuseBeforeAnythingIsSent) {
   Json a = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}, {"duration", 7}}}});
   Json b = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}}},
                      {"inputs", {{"audio", h.dir.file("short.wav")}}}});
+  // A bad parameter is caught before a (good) file is uploaded.
+  write_file(h.dir.file("ok.wav"), wav(4.0));
+  Json c = h.submit({{"model", "wan2.5-t2v-preview"}, {"params", {{"prompt", "x"}, {"duration", 6}}},
+                     {"inputs", {{"audio", h.dir.file("ok.wav")}}}});
+  ASSERT_TRUE(h.wait_final(c["id"]));
+  EXPECT_EQ(h.state(c["id"]), "failed");
   ASSERT_TRUE(h.wait_final(a["id"]));
   ASSERT_TRUE(h.wait_final(b["id"]));
   Json ja = h.job(a["id"]), jb = h.job(b["id"]);

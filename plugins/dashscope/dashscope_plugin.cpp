@@ -221,13 +221,15 @@ class Run {
     throw_service(ds::parse_error(r.status, r.body), what);
   }
 
-  std::optional<ds::MediaRef> media(const char* role, const char* url_param) {
+  // The image or audio of the job: a local input (uploaded, unless `dry`: then only its
+  // place is kept, to check the request before paying for uploads) or a URL param.
+  std::optional<ds::MediaRef> media(const char* role, const char* url_param, bool dry) {
     const json inputs = job_.value("inputs", json::object());
     std::string url = params_.value(url_param, "");
     auto it = inputs.find(role);
     if (it != inputs.end() && it->is_string() && !it->get<std::string>().empty()) {
       if (!url.empty()) throw sdk::BadInputError(std::string("both the input '") + role + "' and " + url_param + " are given; use one");
-      return ds::MediaRef{upload(it->get<std::string>(), role), true};
+      return ds::MediaRef{dry ? "oss://" + it->get<std::string>() : upload(it->get<std::string>(), role), true};
     }
     if (!url.empty()) return ds::MediaRef{url, false};
     return std::nullopt;
@@ -289,8 +291,9 @@ class Run {
   json submit() {
     ds::SynthesisRequest req;
     try {
-      auto image = media("image", "image_url");
-      auto audio = media("audio", "audio_url");
+      ds::build_request(model_, params_, media("image", "image_url", true), media("audio", "audio_url", true));
+      auto image = media("image", "image_url", false);
+      auto audio = media("audio", "audio_url", false);
       req = ds::build_request(model_, params_, image, audio);
     } catch (const std::invalid_argument& e) {
       throw sdk::BadInputError(e.what());
@@ -370,7 +373,6 @@ class Run {
       std::error_code ec;
       const uint64_t have = fs::exists(part, ec) ? fs::file_size(part, ec) : 0;
       if (r.status == 200 || r.status == 206) {
-        const std::string len = r.header("content-length");
         host_.event("download", {{"bytes", have}, {"status", r.status}, {"attempt", attempt}});
         fs::rename(part, out);
         return out;
