@@ -38,9 +38,10 @@ struct Harness {
   TempDir dir;
   Daemon daemon;
   std::unique_ptr<RawClient> c;
-  Harness(FakeDashScope& f, std::vector<std::string> env = {}, bool with_key = true)
+  Harness(FakeDashScope& f, std::vector<std::string> env = {}, bool with_key = true, const std::string& config = "")
       : fake(f), daemon(dir.path(), "", with_env(f, std::move(env), with_key)) {
-    write_file(daemon.config_path(), read_file(daemon.config_path()) + "[plugins]\ndirs = [\"" + kPluginDir + "\"]\n");
+    write_file(daemon.config_path(),
+               read_file(daemon.config_path()) + "[plugins]\ndirs = [\"" + kPluginDir + "\"]\n" + config);
     start();
   }
   static std::vector<std::string> with_env(FakeDashScope& f, std::vector<std::string> env, bool with_key) {
@@ -412,6 +413,21 @@ TEST(DashScopePlugin, PoolSlotsLimitConcurrentTasks) {
   EXPECT_EQ(h.state(a["id"]), "succeeded");
   EXPECT_EQ(h.state(b["id"]), "succeeded");
   EXPECT_EQ(fake.submissions(), 2);
+}
+
+TEST(DashScopePlugin, RemoteWorkersLeaveLocalModelsResident) {
+  SKIP_WITHOUT_PLUGIN();
+  FakeDashScope fake(fake_options());
+  Harness h(fake, {}, true, "[scheduler]\nmax_resident_models = 1\nkeep_alive_seconds = 600.0\n");
+  Json local = h.run({{"model", "memtest"}, {"params", {{"megabytes", 1}, {"steps", 1}, {"step_ms", 1}}}});
+  ASSERT_EQ(local["state"], "succeeded") << local.dump();
+  Json remote = h.run_t2v();
+  ASSERT_EQ(remote["state"], "succeeded") << remote.dump();
+  Json status = h.c->call("status", Json::object())["result"];
+  std::string workers = status["workers"].dump();
+  EXPECT_TRUE(has(workers, "memtest")) << "the remote job's worker evicted the local model: " << workers;
+  EXPECT_TRUE(has(workers, "remote:dashscope")) << workers;
+  EXPECT_FALSE(has(read_file(h.daemon.log_path()), "max_resident_models reached"));
 }
 
 // TLS is verified: an https endpoint with a self-signed certificate (openssl s_server on

@@ -411,7 +411,7 @@ SchedulerOutput Round::run() {
   const SchedulerPolicy& pol = in_.policy;
   std::map<std::string, int> pool_running, pool_started;   // started: this round
   for (const auto& r : in_.running)
-    if (r.device.rfind(kRemotePrefix, 0) == 0) ++pool_running[r.device.substr(std::strlen(kRemotePrefix))];
+    if (is_remote_device(r.device)) ++pool_running[r.device.substr(std::strlen(kRemotePrefix))];
 
   std::vector<const PlannedJob*> order;
   for (const auto& pj : in_.queued)
@@ -425,7 +425,7 @@ SchedulerOutput Round::run() {
   });
 
   int running = 0;   // local jobs only: remote ones have their pools
-  for (const auto& r : in_.running) running += r.device.rfind(kRemotePrefix, 0) != 0;
+  for (const auto& r : in_.running) running += !is_remote_device(r.device);
   const bool halted = pol.paused || pol.draining;
 
   for (const PlannedJob* pj : order) {
@@ -746,6 +746,7 @@ SchedulerOutput Round::run() {
 SchedulerOutput schedule_jobs(const SchedulerInput& in) { return Round(in).run(); }
 
 std::string remote_device(const std::string& pool) { return kRemotePrefix + pool; }
+bool is_remote_device(const std::string& device) { return device.rfind(kRemotePrefix, 0) == 0; }
 
 bool rung_allowed(const PlannedJob& job, int index, std::string* why) {
   std::string w = rung_excluded(job.plan, index, job.policy, std::max(job.min_rung, job.job.min_rung));

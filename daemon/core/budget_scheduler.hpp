@@ -76,6 +76,7 @@ struct RemotePoolBudget {
 
 // The pseudo-device a remote pool's jobs run on: "remote:<pool>".
 std::string remote_device(const std::string& pool);
+bool is_remote_device(const std::string& device);
 
 struct DeviceBudget {
   std::string id;                // "cuda:0", "cuda:1", ... or "cpu" (the host's RAM)
