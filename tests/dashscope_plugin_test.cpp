@@ -506,6 +506,15 @@ TEST(DashScopePlugin, CancelWhileRunningSaysItIsBilled) {
   EXPECT_EQ(fake.count("POST", "/api/v1/tasks/task-1/cancel"), 0) << "a RUNNING task cannot be cancelled remotely";
   std::string shown = h.show(job["id"]).dump();
   EXPECT_TRUE(has(shown, "will finish and be billed")) << shown;
+
+  // `reelctl retry` picks up the task that was billed anyway instead of paying again.
+  o.hold = false;
+  fake.set_options(o);
+  Json r = h.c->call("retry", {{"id", job["id"]}});
+  ASSERT_TRUE(r["ok"].get<bool>()) << r.dump();
+  ASSERT_TRUE(h.wait_final(job["id"]));
+  EXPECT_EQ(h.state(job["id"]), "succeeded") << h.show(job["id"]).dump();
+  EXPECT_EQ(fake.submissions(), 1);
 }
 
 }  // namespace
