@@ -7,17 +7,16 @@
 // sidecar. A rerun that finds the task_id polls that task instead of paying for another.
 // Settings come from the environment reeld (and so its workers) runs with; the API key is
 // read from a file or DASHSCOPE_API_KEY and is never logged, stored or put in an event.
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "dashscope/dashscope_api.hpp"
 #include "dashscope/http_client.hpp"
+#include "dashscope/settings.hpp"
 #include "sdk/reel_plugin.hpp"
 
 namespace {
@@ -29,73 +28,8 @@ using sdk::json;
 
 constexpr const char* kTaskFile = "dashscope-task.json";
 
-std::string env(const char* name, const std::string& fallback = "") {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
-
-int64_t env_int(const char* name, int64_t fallback, int64_t min, int64_t max) {
-  std::string v = env(name);
-  if (v.empty()) return fallback;
-  try {
-    std::size_t used = 0;
-    int64_t x = std::stoll(v, &used);
-    if (used == v.size() && x >= min && x <= max) return x;
-  } catch (const std::exception&) {
-  }
-  throw sdk::BadInputError(std::string(name) + "='" + v + "' is not an integer in " + std::to_string(min) + ".." +
-                           std::to_string(max) + "; fix reeld's environment");
-}
-
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string trim(std::string s) {
-  auto b = s.find_first_not_of(" \t\r\n"), e = s.find_last_not_of(" \t\r\n");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
-}
-
-// What the environment says, read when a job runs (so a fixed key needs no re-describe).
-struct Settings {
-  std::string endpoint;
-  std::string api_key;
-  ds::PollPolicy poll;
-  ds::RetryPolicy retry;
-
-  static Settings from_env() {
-    Settings s;
-    try {
-      s.endpoint = ds::resolve_endpoint(env("REEL_DASHSCOPE_ENDPOINT", "intl"));
-    } catch (const std::invalid_argument& e) {
-      throw sdk::BadInputError(std::string("REEL_DASHSCOPE_ENDPOINT: ") + e.what());
-    }
-    if (std::string file = env("REEL_DASHSCOPE_API_KEY_FILE"); !file.empty()) {
-      std::ifstream in(file);
-      std::string line;
-      if (!in || !std::getline(in, line) || trim(line).empty())
-        throw sdk::MissingWeightsError("cannot read a DashScope API key from " + file +
-                                       " (REEL_DASHSCOPE_API_KEY_FILE); put the key on its first line, readable by reeld");
-      s.api_key = trim(line);
-    } else {
-      s.api_key = trim(env("DASHSCOPE_API_KEY"));
-    }
-    if (s.api_key.empty())
-      throw sdk::MissingWeightsError("no DashScope API key: set REEL_DASHSCOPE_API_KEY_FILE (a file holding the key) or "
-                                     "DASHSCOPE_API_KEY in reeld's environment (docs/DASHSCOPE.md)");
-    s.poll.initial_ms = env_int("REEL_DASHSCOPE_POLL_MS", 5000, 1, 600000);
-    s.poll.max_ms = env_int("REEL_DASHSCOPE_POLL_MAX_MS", std::max<int64_t>(30000, s.poll.initial_ms), s.poll.initial_ms, 3600000);
-    s.retry.base_ms = env_int("REEL_DASHSCOPE_RETRY_MS", 1000, 1, 60000);
-    s.retry.max_attempts = int(env_int("REEL_DASHSCOPE_RETRIES", 5, 1, 100));
-    return s;
-  }
-};
-
-json budget_from_env() {
-  return {{"kind", "remote"},
-          {"pool", "dashscope"},
-          {"max_concurrent", env_int("REEL_DASHSCOPE_MAX_CONCURRENT", 2, 1, 1000)},
-          {"requests_per_minute", env_int("REEL_DASHSCOPE_REQUESTS_PER_MINUTE", 10, 1, 100000)}};
 }
 
 [[noreturn]] void throw_service(const ds::ServiceError& e, const std::string& what) {
@@ -127,7 +61,7 @@ void write_file_atomic(const std::string& path, const std::string& text) {
 class Run {
  public:
   Run(const json& job, const sdk::RunDirs& dirs, sdk::Host& host)
-      : job_(job), dirs_(dirs), host_(host), settings_(Settings::from_env()),
+      : job_(job), dirs_(dirs), host_(host), settings_(ds::Settings::from_env()),
         http_(ds::HttpOptions{15, 60, 30, [this] { return abortable_ && host_.cancelled(); }}) {
     model_ = job.value("model", "");
     params_ = job.value("params", json::object());
@@ -435,7 +369,7 @@ class Run {
   const json& job_;
   const sdk::RunDirs& dirs_;
   sdk::Host& host_;
-  Settings settings_;
+  ds::Settings settings_;
   ds::HttpClient http_;
   std::string model_, task_id_;
   json params_;
@@ -453,7 +387,7 @@ class DashScopeModel : public sdk::Model {
 
 class DashScopePlugin : public sdk::Plugin {
  public:
-  json describe() override { return ds::model_descriptions(budget_from_env()); }
+  json describe() override { return ds::model_descriptions(ds::budget_from_env()); }
 
   json estimate(const json& job, const json&) override {
     return {{"device_bytes", 0}, {"host_bytes", 64 << 20}, {"resident_device_bytes", 0}, {"resident_host_bytes", 0},
