@@ -21,7 +21,13 @@ PLUGIN_PACKAGES=(
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev
 )
 
-PACKAGES=("${BUILD_PACKAGES[@]}" "${PLUGIN_PACKAGES[@]}")
+# Remote-model plugins: libcurl (OpenSSL TLS) for the DashScope API.
+REMOTE_PACKAGES=(
+  libcurl4-openssl-dev ca-certificates
+  openssl            # the TLS-verification test serves a self-signed certificate with openssl s_server
+)
+
+PACKAGES=("${BUILD_PACKAGES[@]}" "${PLUGIN_PACKAGES[@]}" "${REMOTE_PACKAGES[@]}")
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: this script needs a Debian-based system (dpkg, apt-get)." >&2

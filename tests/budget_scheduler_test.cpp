@@ -443,6 +443,54 @@ TEST(BudgetScheduler, OrderAgingPausedDraining) {
   });
 }
 
+TEST(BudgetScheduler, RemotePools) {
+  auto remote = [](std::string id, int priority = 0) {
+    PlannedJob p = job(std::move(id), "wan2.5", {cpu_rung("remote", 0.0625, 1)}, priority);
+    p.remote_pool = "dashscope";
+    return p;
+  };
+  auto pools = [](SchedulerInput in, int max_concurrent, int rpm, std::vector<int64_t> starts = {}) {
+    in.pools.push_back(RemotePoolBudget{"dashscope", max_concurrent, rpm, std::move(starts)});
+    return in;
+  };
+  auto full_gpu = [] { return std::vector<DeviceBudget>{gpu("cuda:0", 24), host(64)}; };
+  run_table({
+      {"a remote job starts on its pool's pseudo-device", pools(input(full_gpu(), {remote("a")}), 2, 0),
+       {"start a@remote:dashscope:remote"}, {}},
+      {"two slots: two start, the third waits", pools(input(full_gpu(), {remote("a"), remote("b"), remote("c")}), 2, 0),
+       {"start a@remote:dashscope:remote", "start b@remote:dashscope:remote", "wait c"},
+       {{"c", "waiting for a slot in remote pool 'dashscope': 2 of 2 tasks running"}}},
+      {"running remote jobs take the slots",
+       pools(with_running(input(full_gpu(), {remote("a")}), {run("x", "wan2.5", "remote:dashscope", 0, 0.0625, "remote")}), 1, 0),
+       {"wait a"}, {{"a", "1 of 1 tasks running"}}},
+      {"a pool not listed has one slot", input(full_gpu(), {remote("a"), remote("b")}),
+       {"start a@remote:dashscope:remote", "wait b"}, {}},
+      {"requests per minute: starts in the last minute count, older ones do not",
+       pools(input(full_gpu(), {remote("a"), remote("b")}), 10, 3, {t0 - 70'000, t0 - 50'000, t0 - 10'000}),
+       {"start a@remote:dashscope:remote", "wait b"},
+       {{"b", "3 jobs started in the last minute, 3 allowed"}}},
+      {"remote jobs need no GPU memory, evict nothing and do not count against max_concurrent_jobs",
+       pools(with_resident(with_running(input(full_gpu(), {remote("a"), tiny("b", 2)}, /*max_jobs=*/1),
+                                        {run("x", "other", "cuda:0", 24)}),
+                           {idle("m1", "cuda:0", "gpu", 0, 1)}),
+             2, 0),
+       {"start a@remote:dashscope:remote", "wait b"},
+       {{"b", "1 of 1 jobs running"}}},
+      {"a waiting remote job holds nothing back", pools(input(full_gpu(), {remote("a", 9), tiny("b")}), 2, 1, {t0 - 1000}),
+       {"start b@cuda:0:gpu", "wait a"}, {{"a", "rate limit"}}},
+      {"a local job's slot is not taken by running remote jobs",
+       pools(with_running(input(full_gpu(), {tiny("b")}, /*max_jobs=*/1),
+                          {run("x", "wan2.5", "remote:dashscope", 0, 0.0625, "remote")}), 2, 0),
+       {"start b@cuda:0:gpu"}, {}},
+      {"paused: remote jobs wait too", [&] {
+         auto in = pools(input(full_gpu(), {remote("a")}), 2, 0);
+         in.policy.paused = true;
+         return in;
+       }(),
+       {"wait a"}, {{"a", "paused"}}},
+  });
+}
+
 // ---- explainability ----
 
 TEST(BudgetScheduler, StartExplainsTheNumbers) {

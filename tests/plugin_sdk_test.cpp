@@ -544,6 +544,31 @@ TEST(Description, MalformedOnesNameTheField) {
   m["budget"] = "time";
   EXPECT_TRUE(contains(description_error(m), "models[0].budget"));
 
+  // A remote budget: a pool with slots (docs/PLUGINS.md).
+  const std::pair<Json, std::string> remote_budgets[] = {
+      {{{"kind", "gpu"}, {"pool", "x"}, {"max_concurrent", 1}}, "models[0].budget.kind: expected \"remote\""},
+      {{{"kind", "remote"}, {"max_concurrent", 1}}, "models[0].budget: missing 'pool'"},
+      {{{"kind", "remote"}, {"pool", "a b"}, {"max_concurrent", 1}}, "models[0].budget.pool"},
+      {{{"kind", "remote"}, {"pool", "x"}}, "models[0].budget: missing 'max_concurrent'"},
+      {{{"kind", "remote"}, {"pool", "x"}, {"max_concurrent", 0}}, "models[0].budget.max_concurrent: expected an integer from 1"},
+      {{{"kind", "remote"}, {"pool", "x"}, {"max_concurrent", 1}, {"requests_per_minute", 1.5}},
+       "models[0].budget.requests_per_minute"},
+      {{{"kind", "remote"}, {"pool", "x"}, {"max_concurrent", 1}, {"slots", 3}}, "unknown field 'slots'"},
+  };
+  for (const auto& [budget, why] : remote_budgets) {
+    m = good_model();
+    m["budget"] = budget;
+    EXPECT_TRUE(contains(description_error(m), why)) << budget.dump() << ": " << description_error(m);
+  }
+  m = good_model();
+  m["budget"] = {{"kind", "remote"}, {"pool", "dashscope"}, {"max_concurrent", 3}, {"requests_per_minute", 20}};
+  auto remote = models_from_description({{"models", {m}}}, "p");
+  ASSERT_TRUE(remote[0].remote.has_value());
+  EXPECT_EQ(remote[0].remote->pool, "dashscope");
+  EXPECT_EQ(remote[0].remote->max_concurrent, 3);
+  EXPECT_EQ(remote[0].remote->requests_per_minute, 20);
+  EXPECT_FALSE(models_from_description({{"models", {good_model()}}}, "p")[0].remote.has_value());
+
   EXPECT_THROW(models_from_description(Json::array(), "p"), PluginLoadError);
   EXPECT_THROW(models_from_description({{"models", Json::array()}}, "p"), PluginLoadError);
   try {

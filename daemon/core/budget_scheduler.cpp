@@ -8,13 +8,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <limits>
+#include <map>
 #include <stdexcept>
 
 #include "core/messages.hpp"
 #include "core/priority.hpp"
 
 namespace reel {
+
+namespace {
+constexpr const char* kRemotePrefix = "remote:";
+}  // namespace
 
 // ---- format_bytes ----
 
@@ -403,6 +409,9 @@ Json considered_entry(const RungEstimate& e, const std::string& device, const ch
 SchedulerOutput Round::run() {
   SchedulerOutput out;
   const SchedulerPolicy& pol = in_.policy;
+  std::map<std::string, int> pool_running, pool_started;   // started: this round
+  for (const auto& r : in_.running)
+    if (is_remote_device(r.device)) ++pool_running[r.device.substr(std::strlen(kRemotePrefix))];
 
   std::vector<const PlannedJob*> order;
   for (const auto& pj : in_.queued)
@@ -415,7 +424,8 @@ SchedulerOutput Round::run() {
     return a->job.id < b->job.id;
   });
 
-  int running = int(in_.running.size());
+  int running = 0;   // local jobs only: remote ones have their pools
+  for (const auto& r : in_.running) running += !is_remote_device(r.device);
   const bool halted = pol.paused || pol.draining;
 
   for (const PlannedJob* pj : order) {
@@ -474,6 +484,53 @@ SchedulerOutput Round::run() {
     }
     if (allowed.empty()) {
       fail("no rung of model '" + job.model + "' is allowed for this job: " + join(not_allowed, "the plan is empty"));
+      continue;
+    }
+
+    // A remote model: a slot in its pool, no memory.
+    if (!pj->remote_pool.empty()) {
+      const std::string& name = pj->remote_pool;
+      RemotePoolBudget pool;
+      pool.name = name;
+      for (const auto& p : in_.pools)
+        if (p.name == name) pool = p;
+      int starts = pool_started[name];
+      for (int64_t t : pool.recent_starts) starts += t > in_.now - 60000 && t <= in_.now;
+      const int busy = pool_running[name] + pool_started[name];
+      explain["pool"] = name;
+      explain["running"] = busy;
+      explain["max_concurrent"] = pool.max_concurrent;
+      explain["starts_last_minute"] = starts;
+      explain["requests_per_minute"] = pool.requests_per_minute;
+      if (halted) {
+        wait(pol.paused ? "scheduler is paused" : "daemon is draining: no new jobs start");
+        continue;
+      }
+      if (busy >= pool.max_concurrent) {
+        wait("waiting for a slot in remote pool '" + name + "': " + std::to_string(busy) + " of " +
+             std::to_string(pool.max_concurrent) + " tasks running");
+        continue;
+      }
+      if (pool.requests_per_minute > 0 && starts >= pool.requests_per_minute) {
+        wait("waiting for remote pool '" + name + "'s rate limit: " + std::to_string(starts) +
+             " jobs started in the last minute, " + std::to_string(pool.requests_per_minute) + " allowed");
+        continue;
+      }
+      ++pool_started[name];
+      const RungEstimate& e = plan[allowed.front()];
+      Decision st;
+      st.kind = Decision::Kind::start;
+      st.job_id = job.id;
+      st.model = job.model;
+      st.device = remote_device(name);
+      st.rung = e.rung;
+      st.rung_index = allowed.front();
+      explain["rung"] = e.rung;
+      explain["excluded"] = excluded;
+      st.explain = explain;
+      st.message = "start on remote pool '" + name + "' (" + std::to_string(busy + 1) + " of " +
+                   std::to_string(pool.max_concurrent) + " slots)";
+      out.decisions.push_back(std::move(st));
       continue;
     }
 
@@ -687,6 +744,9 @@ SchedulerOutput Round::run() {
 }  // namespace
 
 SchedulerOutput schedule_jobs(const SchedulerInput& in) { return Round(in).run(); }
+
+std::string remote_device(const std::string& pool) { return kRemotePrefix + pool; }
+bool is_remote_device(const std::string& device) { return device.rfind(kRemotePrefix, 0) == 0; }
 
 bool rung_allowed(const PlannedJob& job, int index, std::string* why) {
   std::string w = rung_excluded(job.plan, index, job.policy, std::max(job.min_rung, job.job.min_rung));

@@ -19,6 +19,10 @@
 //    and reserves that device, so lower-priority work cannot starve it there —
 //    unless degrade_now, in which case the best allowed rung that fits now is used.
 //  - Several jobs start in one decision when they fit; one job per model worker.
+//  - A job of a remote model (PlannedJob::remote_pool) needs no memory: it starts on the
+//    pseudo-device "remote:<pool>" when its pool has a free slot (max_concurrent) and
+//    has not started requests_per_minute jobs in the last minute; it never evicts,
+//    reserves or counts against max_concurrent_jobs, and waits without holding anything.
 #pragma once
 
 #include <cstdint>
@@ -58,7 +62,21 @@ struct PlannedJob {
   std::vector<RungEstimate> plan;
   JobPolicy policy;
   int min_rung = 0;              // index into plan; raised by OOM fallback
+  std::string remote_pool;       // non-empty: a remote model, scheduled by this pool's slots
 };
+
+// The limits of a remote pool (from the models' "budget", docs/PLUGINS.md) and the
+// times (ms) of its recent job starts, for the per-minute limit.
+struct RemotePoolBudget {
+  std::string name;
+  int max_concurrent = 1;
+  int requests_per_minute = 0;   // 0: no limit
+  std::vector<int64_t> recent_starts;
+};
+
+// The pseudo-device a remote pool's jobs run on: "remote:<pool>".
+std::string remote_device(const std::string& pool);
+bool is_remote_device(const std::string& device);
 
 struct DeviceBudget {
   std::string id;                // "cuda:0", "cuda:1", ... or "cpu" (the host's RAM)
@@ -92,6 +110,7 @@ struct SchedulerInput {
   std::vector<RunningJob> running;
   std::vector<ResidentModel> resident;
   std::vector<DeviceBudget> devices;   // "cpu" is always present: host RAM
+  std::vector<RemotePoolBudget> pools; // remote pools; a pool not listed gets one slot
   SchedulerPolicy policy;
   int64_t now = 0;
 };

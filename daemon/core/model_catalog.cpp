@@ -87,8 +87,12 @@ Json ModelInfo::to_json() const {
                   {"help", p.help}});
   Json ins = Json::array();
   for (const auto& in : inputs) ins.push_back({{"role", in.role}, {"required", in.required}, {"help", in.help}});
+  Json budget = "memory";
+  if (remote)
+    budget = {{"kind", "remote"}, {"pool", remote->pool}, {"max_concurrent", remote->max_concurrent},
+              {"requests_per_minute", remote->requests_per_minute}};
   return {{"name", name},   {"description", description}, {"provider", provider}, {"params", ps},
-          {"inputs", ins}, {"outputs", outputs},         {"ladder", ladder}};
+          {"inputs", ins}, {"outputs", outputs},         {"ladder", ladder}, {"budget", budget}};
 }
 
 void ModelCatalog::add(ModelInfo m) {

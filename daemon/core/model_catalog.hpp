@@ -31,6 +31,14 @@ struct InputSpec {
   std::string help;
 };
 
+// A model that runs on a remote service instead of local memory: it needs a slot in
+// `pool` (shared by every model naming that pool) and its starts are limited per minute.
+struct RemoteBudget {
+  std::string pool;             // e.g. "dashscope"
+  int max_concurrent = 1;       // running jobs of the pool at once
+  int requests_per_minute = 0;  // job starts of the pool per minute; 0 = no limit
+};
+
 struct ModelInfo {
   std::string name;
   std::string description;
@@ -41,6 +49,7 @@ struct ModelInfo {
   // {"name", "kind": "placement"|"quality", "help", "settings": {...}} (docs/PLUGINS.md).
   std::vector<Json> ladder;
   std::vector<std::string> outputs;  // media types of the outputs, e.g. "video/mp4"
+  std::optional<RemoteBudget> remote;  // set: scheduled by its pool, not by memory
   Json to_json() const;
 };
 

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <map>
+#include <vector>
 #include <memory>
 #include <optional>
 #include <set>
@@ -76,6 +77,7 @@ class Daemon : public RequestHandler {
   void request_schedule();   // coalesced: one pass after the current handler
   void schedule();
   void launch(const Decision& d, const PlannedJob& job);
+  void add_remote_pools(SchedulerInput& in);
   void fail_unschedulable(const Decision& d);
   void on_worker_event(const std::string& job_id, const std::string& lease, const Json& event);
   void on_worker_done(const std::string& job_id, const std::string& lease, const RunOutcome& outcome);
@@ -139,6 +141,7 @@ class Daemon : public RequestHandler {
   struct Launched { int rung_index; RungEstimate estimate; std::string device; };
   std::map<std::string, Launched> launched_;         // running jobs: what they were started with
   std::map<std::string, std::string> waiting_;       // queued job -> why it is not running (last decision)
+  std::map<std::string, std::vector<int64_t>> remote_starts_;  // remote pool -> job starts (ms), last minute
   bool schedule_posted_ = false;
   std::chrono::steady_clock::time_point started_;
   bool paused_ = false, draining_ = false, stopping_ = false;

@@ -1,4 +1,5 @@
 // Daemon: deciding what runs where, starting it, and recording what workers report.
+#include <algorithm>
 #include <filesystem>
 
 #include <spdlog/spdlog.h>
@@ -31,6 +32,7 @@ void Daemon::schedule() {
   }
   if (config_.scheduler.degrade_now)
     for (auto& q : in.queued) q.policy.degrade_now = true;
+  add_remote_pools(in);
   in.running = workers_->running();
   in.resident = workers_->residents();
   in.devices = budgets();
@@ -56,7 +58,32 @@ void Daemon::schedule() {
   }
 }
 
+// Remote models: each queued job's pool, and every pool's limits (the strictest any of
+// its models states) with its starts in the last minute.
+void Daemon::add_remote_pools(SchedulerInput& in) {
+  const ModelCatalog& catalog = plugins_->catalog();
+  std::map<std::string, RemotePoolBudget> pools;
+  for (const auto& m : catalog.models()) {
+    if (!m.remote) continue;
+    auto [it, fresh] = pools.try_emplace(m.remote->pool);
+    RemotePoolBudget& p = it->second;
+    p.name = m.remote->pool;
+    p.max_concurrent = fresh ? m.remote->max_concurrent : std::min(p.max_concurrent, m.remote->max_concurrent);
+    int rpm = m.remote->requests_per_minute;
+    if (fresh || (rpm > 0 && (p.requests_per_minute == 0 || rpm < p.requests_per_minute))) p.requests_per_minute = rpm;
+  }
+  const int64_t now = now_ms();
+  for (auto& [name, starts] : remote_starts_) {
+    starts.erase(std::remove_if(starts.begin(), starts.end(), [&](int64_t t) { return t <= now - 60000; }), starts.end());
+    if (auto it = pools.find(name); it != pools.end()) it->second.recent_starts = starts;
+  }
+  for (auto& [name, p] : pools) in.pools.push_back(p);
+  for (auto& q : in.queued)
+    if (const ModelInfo* m = catalog.find(q.job.model); m && m->remote) q.remote_pool = m->remote->pool;
+}
+
 void Daemon::launch(const Decision& d, const PlannedJob& planned) {
+  if (!planned.remote_pool.empty()) remote_starts_[planned.remote_pool].push_back(now_ms());
   Job job;
   try {
     job = store_->start(d.job_id, d.rung, now_ms());

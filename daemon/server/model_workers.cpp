@@ -40,11 +40,14 @@ void ModelWorkers::run(const RunRequest& req) {
     }
   }
   // Over the cap: the least recently used idle model makes way (busy ones never do).
-  int live = static_cast<int>(std::count_if(residents_.begin(), residents_.end(), [](const auto& x) { return !x->ending; }));
-  while (live >= max_resident_) {
+  // Workers of remote models (device "remote:<pool>") hold no model: they neither count
+  // toward max_resident_models nor make a local model leave.
+  auto local = [](const auto& x) { return !x->ending && !is_remote_device(x->device); };
+  int live = static_cast<int>(std::count_if(residents_.begin(), residents_.end(), local));
+  while (!is_remote_device(req.device) && live >= max_resident_) {
     std::shared_ptr<Resident> lru;
     for (auto& x : residents_)
-      if (x->state == Resident::State::idle && !x->ending && (!lru || x->last_used < lru->last_used)) lru = x;
+      if (x->state == Resident::State::idle && local(x) && (!lru || x->last_used < lru->last_used)) lru = x;
     if (!lru) break;
     evict(lru->model, lru->device, lru->rung, "max_resident_models reached");
     --live;

@@ -197,6 +197,31 @@ struct Checker {
     return s;
   }
 
+  int positive_int(const Json& v, const std::string& field, int max) const {
+    if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > max)
+      fail(field, "expected an integer from 1 to " + std::to_string(max) + ", got " + v.dump());
+    return int(v.get<int64_t>());
+  }
+
+  // "memory" (nullopt) or {"kind": "remote", "pool", "max_concurrent", "requests_per_minute"}.
+  std::optional<RemoteBudget> budget(const Json& b, const std::string& f) const {
+    if (b.is_string()) {
+      if (b.get<std::string>() != "memory") fail(f, "expected \"memory\" or a remote budget object, got " + b.dump());
+      return std::nullopt;
+    }
+    object(b, f);
+    only(b, f, {"kind", "pool", "max_concurrent", "requests_per_minute"});
+    if (!b.contains("kind") || b["kind"] != "remote") fail(f + ".kind", "expected \"remote\"");
+    RemoteBudget r;
+    if (!b.contains("pool")) fail(f, "missing 'pool'");
+    r.pool = name(b["pool"], f + ".pool");
+    if (!b.contains("max_concurrent")) fail(f, "missing 'max_concurrent'");
+    r.max_concurrent = positive_int(b["max_concurrent"], f + ".max_concurrent", 100000);
+    if (b.contains("requests_per_minute"))
+      r.requests_per_minute = positive_int(b["requests_per_minute"], f + ".requests_per_minute", 1000000);
+    return r;
+  }
+
   ParamSpec param(const Json& p, const std::string& f) const {
     object(p, f);
     only(p, f, {"name", "type", "min", "max", "choices", "default", "help"});
@@ -297,8 +322,7 @@ struct Checker {
         out.outputs.push_back(type);
       }
     }
-    if (m.contains("budget") && string(m["budget"], f + ".budget") != "memory")
-      fail(f + ".budget", "expected \"memory\", got " + m["budget"].dump());
+    if (m.contains("budget")) out.remote = budget(m["budget"], f + ".budget");
     if (!m.contains("ladder")) fail(f, "missing 'ladder' (at least one placement rung, best first)");
     const Json& ladder = array(m["ladder"], f + ".ladder");
     if (ladder.empty()) fail(f + ".ladder", "must hold at least one rung (the best placement)");
