@@ -256,6 +256,19 @@ int cmd_plugins(Context& c) {
   return kExitOk;
 }
 
+int cmd_watch(Context& c) {
+  Json result = c.call("watches");
+  Json watches = result.value("watches", Json::array());
+  if (c.g.json) {
+    c.print_json(result);
+  } else if (c.g.quiet) {
+    for (const auto& w : watches) c.out << json_str(w, "path", "?") << "\n";
+  } else {
+    c.out << render_watches(watches, wall_now(), c.out_style);
+  }
+  return kExitOk;
+}
+
 }  // namespace
 
 int execute(const Command& cmd, std::ostream& out, std::ostream& err, const Terminal& term) {
@@ -282,6 +295,7 @@ int execute(const Command& cmd, std::ostream& out, std::ostream& err, const Term
     case CommandKind::prune: return cmd_prune(c);
     case CommandKind::models: return cmd_models(c);
     case CommandKind::plugins: return cmd_plugins(c);
+    case CommandKind::watch: return cmd_watch(c);
   }
   return kExitUsage;
 }

@@ -118,6 +118,7 @@ void Daemon::start_up() {
   server_ = std::make_unique<ControlServer>(io_, so, *this);
 
   watch_signals();
+  start_watches();
   arm_status_timer();
   arm_watchdog_timer();
   arm_probe_timer();
@@ -193,6 +194,7 @@ void Daemon::reload_config() {
     next.storage = config_.storage;
     next.log.file = config_.log.file;
     config_ = std::move(next);
+    reload_watches();
     spdlog::info("config reloaded from {}", config_.source_path.empty() ? "embedded defaults" : config_.source_path);
   } catch (const std::exception& e) {
     spdlog::error("config reload rejected, the previous config stays in force: {}; fix the file and send SIGHUP again",
@@ -243,6 +245,7 @@ void Daemon::stop_if_idle() {
   child_signal_.cancel(ignored);
   probe_timer_.cancel();
   server_.reset();   // closes the clients and unlinks the socket
+  watches_.clear();  // inputs being processed stay in .reel/processing/ and resume at the next start
   workers_->evict_all_idle("reeld is stopping");
   io_.stop();
 }
