@@ -43,6 +43,13 @@ std::vector<std::string> names_in(const std::string& dir) {
   return out;
 }
 
+// IN_CREATE is only for symlinks (`ln -s` makes no other event): a regular file is
+// never taken at creation, only once closed after writing or moved in.
+bool is_symlink(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
+}
+
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -116,7 +123,8 @@ void WatchFolder::start_inotify() {
   inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotify_fd_ < 0 ||
       ::inotify_add_watch(inotify_fd_, folder_.c_str(),
-                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_EXCL_UNLINK) < 0) {
+                          IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR |
+                              IN_EXCL_UNLINK) < 0) {
     spdlog::warn("watch {}: inotify failed ({}); polling every {} s instead (raise fs.inotify.max_user_instances "
                  "or max_user_watches to get events)",
                  config_.path, std::strerror(errno), config_.poll_interval_seconds);
@@ -147,7 +155,9 @@ void WatchFolder::read_events() {
       off += sizeof ev + ev.len;
       if (ev.mask & IN_Q_OVERFLOW) overflow = true;
       if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) gone = true;
-      if (!name.empty() && (ev.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) && !(ev.mask & IN_ISDIR)) consider(name, false);
+      if (name.empty() || (ev.mask & IN_ISDIR)) continue;
+      if (ev.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) consider(name, false);
+      else if ((ev.mask & IN_CREATE) && is_symlink(folder_ + "/" + name)) consider(name, false);
     }
     if (gone) {
       running_ = false;
@@ -310,7 +320,7 @@ void WatchFolder::recover_processing() {
     spdlog::info("watch {}: resuming {} input(s) found in .reel/processing/", config_.path, claims_.size());
 }
 
-void WatchFolder::submit_claim(const std::string& key, WatchFileKind kind) {
+void WatchFolder::submit_claim(std::string key, WatchFileKind kind) {
   Claim& c = claims_[key];
   const std::string processing = dir("processing");
   std::vector<InputRead> reads;
@@ -378,7 +388,7 @@ void WatchFolder::submit_claim(const std::string& key, WatchFileKind kind) {
   }
 }
 
-void WatchFolder::submit_one(const std::string& key, JobSpec spec, const std::string& output_stem) {
+void WatchFolder::submit_one(std::string key, JobSpec spec, const std::string& output_stem) {
   auto alive = alive_;
   std::string source = spec.source, idem = spec.idempotency_key;
   hooks_.submit(std::move(spec), [this, alive, key, source, idem, output_stem](const SubmitReply& r) {
@@ -415,7 +425,7 @@ void WatchFolder::job_changed(const Job& job) {
   if (it != job_claim_.end()) maybe_finish(it->second);
 }
 
-void WatchFolder::maybe_finish(const std::string& key) {
+void WatchFolder::maybe_finish(std::string key) {
   auto it = claims_.find(key);
   if (it == claims_.end() || it->second.outstanding > 0 || it->second.held) return;
   for (const auto& [id, stem] : it->second.jobs) {
@@ -425,7 +435,7 @@ void WatchFolder::maybe_finish(const std::string& key) {
   finish(key);
 }
 
-void WatchFolder::finish(const std::string& key) {
+void WatchFolder::finish(std::string key) {
   auto node = claims_.extract(key);
   if (node.empty()) return;
   Claim c = std::move(node.mapped());

@@ -90,10 +90,10 @@ class WatchFolder {
   void take_due_sets();
   void claim(const std::string& stem, const std::vector<std::string>& files, WatchFileKind kind);
   void recover_processing();
-  void submit_claim(const std::string& key, WatchFileKind kind);
-  void submit_one(const std::string& key, JobSpec spec, const std::string& output_stem);
-  void maybe_finish(const std::string& key);
-  void finish(const std::string& key);
+  void submit_claim(std::string key, WatchFileKind kind);
+  void submit_one(std::string key, JobSpec spec, const std::string& output_stem);
+  void maybe_finish(std::string key);   // by value: finishing erases the maps a key may come from
+  void finish(std::string key);
   void refuse(const std::string& name, const std::string& why);   // into failed/ at once
 
   std::string dir(const char* sub) const;   // <folder>/.reel/<sub>

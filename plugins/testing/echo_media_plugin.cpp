@@ -28,7 +28,8 @@ class EchoMediaModel : public sdk::Model {
     }
     json inputs = json::object();
     std::string video = "ECHO\n";
-    for (const auto& [role, path] : job.value("inputs", json::object()).items()) {
+    const json given = job.value("inputs", json::object());
+    for (const auto& [role, path] : given.items()) {
       std::ifstream in(path.get<std::string>(), std::ios::binary);
       if (!in) throw sdk::BadInputError("echo-media: cannot read the " + role + " input " + path.get<std::string>());
       std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
