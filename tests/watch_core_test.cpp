@@ -1,10 +1,14 @@
 // The pure part of watched folders (core/watch_input.hpp) and the [[watch]] config
 // tables: classification, media-set grouping, the idempotency key, job specs,
 // output names, stability.
+#include <algorithm>
+#include <sstream>
+
 #include <gtest/gtest.h>
 
 #include "core/config.hpp"
 #include "core/watch_input.hpp"
+#include "support/test_support.hpp"
 
 namespace reel {
 namespace {
@@ -269,6 +273,31 @@ TEST(WatchConfig, ProblemsNameTheWatchAndKey) {
     std::string got = config_error(text);
     EXPECT_NE(got.find(want), std::string::npos) << "config:\n" << text << "\ngot: " << got << "\nwant: " << want;
   }
+}
+
+TEST(WatchConfig, ShippedExampleIsValidAndShowsTheDefaults) {
+  // config/reeld.toml documents [[watch]] as a commented example; uncommented, it must
+  // load, and every key it shows without a comment of its own must be the default.
+  std::string text = test::read_file(std::string(REEL_SOURCE_DIR) + "/config/reeld.toml");
+  auto at = text.find("# [[watch]]");
+  ASSERT_NE(at, std::string::npos);
+  std::string example;
+  std::istringstream lines(text.substr(at));
+  for (std::string line; std::getline(lines, line);) example += line.substr(std::min<std::size_t>(2, line.size())) + "\n";
+  Config c = parse_config(example, "example.toml");
+  ASSERT_EQ(c.watches.size(), 1u);
+  Config::Watch defaults;
+  const auto& w = c.watches[0];
+  EXPECT_EQ(w.path, "/srv/reel/in");
+  EXPECT_EQ(w.kind, defaults.kind);
+  EXPECT_EQ(w.policy, defaults.policy);
+  EXPECT_EQ(w.output_dir, defaults.output_dir);
+  EXPECT_EQ(w.priority, defaults.priority);
+  EXPECT_EQ(w.prompt_per_line, defaults.prompt_per_line);
+  EXPECT_EQ(w.settle_seconds, defaults.settle_seconds);
+  EXPECT_EQ(w.poll, defaults.poll);
+  EXPECT_EQ(w.poll_interval_seconds, defaults.poll_interval_seconds);
+  EXPECT_EQ(w.max_file_bytes, defaults.max_file_bytes);
 }
 
 }  // namespace
