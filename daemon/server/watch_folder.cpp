@@ -79,7 +79,23 @@ void WatchFolder::report(const std::string& error) {
   spdlog::error("watch {}: {}", config_.path, error);
 }
 
+template <class F>
+void WatchFolder::guarded(const char* what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    report(std::string(what) + ": " + e.what() + "; the watch goes on, inputs left in .reel/processing/ are "
+           "resumed at the next start");
+  }
+}
+
 bool WatchFolder::start() {
+  bool ok = false;
+  guarded("cannot start the watch", [&] { ok = start_watching(); });
+  return ok;
+}
+
+bool WatchFolder::start_watching() {
   if (std::string why = folder_problem(config_.path); !why.empty()) {
     report("cannot watch the folder: " + why + "; create it with read and write access for uid " +
            std::to_string(::getuid()) + ", " + kReload);
@@ -98,7 +114,7 @@ bool WatchFolder::start() {
   if (!polling_) start_inotify();
   running_ = true;
   recover_processing();
-  scan(false);
+  scan();
   spdlog::info("watch {}: watching ({}; {} inputs{}); outputs go to {}", config_.path,
                polling_ ? "polling" : "inotify", config_.kind,
                config_.model.empty() ? "" : " for model " + config_.model, output_dir_);
@@ -147,33 +163,39 @@ void WatchFolder::read_events() {
       report("reading inotify events failed: " + ec.message() + "; " + kReload);
       return;
     }
-    bool overflow = false, gone = false;
-    for (std::size_t off = 0; off + sizeof(inotify_event) <= n;) {
-      inotify_event ev;
-      std::memcpy(&ev, event_buf_.data() + off, sizeof ev);
-      std::string name = ev.len ? std::string(event_buf_.data() + off + sizeof ev) : std::string();
-      off += sizeof ev + ev.len;
-      if (ev.mask & IN_Q_OVERFLOW) overflow = true;
-      if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) gone = true;
-      if (name.empty() || (ev.mask & IN_ISDIR)) continue;
-      if (ev.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) consider(name, false);
-      else if ((ev.mask & IN_CREATE) && is_symlink(folder_ + "/" + name)) consider(name, false);
-    }
-    if (gone) {
-      running_ = false;
-      timer_.cancel();
-      report("the folder was removed or moved away; recreate it, " + std::string(kReload));
-      return;
-    }
-    if (overflow) {
-      spdlog::warn("watch {}: the inotify queue overflowed; scanning the whole folder", config_.path);
-      scan(false);
-    } else {
-      take_due_sets();
-      arm_timer();
-    }
-    read_events();
+    bool keep_reading = true;
+    guarded("handling inotify events", [&] { keep_reading = on_events(n); });
+    if (keep_reading) read_events();
   });
+}
+
+bool WatchFolder::on_events(std::size_t n) {
+  bool overflow = false, gone = false;
+  for (std::size_t off = 0; off + sizeof(inotify_event) <= n;) {
+    inotify_event ev;
+    std::memcpy(&ev, event_buf_.data() + off, sizeof ev);
+    std::string name = ev.len ? std::string(event_buf_.data() + off + sizeof ev) : std::string();
+    off += sizeof ev + ev.len;
+    if (ev.mask & IN_Q_OVERFLOW) overflow = true;
+    if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) gone = true;
+    if (name.empty() || (ev.mask & IN_ISDIR)) continue;
+    if (ev.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) consider(name, false);
+    else if ((ev.mask & IN_CREATE) && is_symlink(folder_ + "/" + name)) consider(name, false);
+  }
+  if (gone) {
+    running_ = false;
+    timer_.cancel();
+    report("the folder was removed or moved away; recreate it, " + std::string(kReload));
+    return false;
+  }
+  if (overflow) {
+    spdlog::warn("watch {}: the inotify queue overflowed; scanning the whole folder", config_.path);
+    scan();
+  } else {
+    take_due_sets();
+    arm_timer();
+  }
+  return true;
 }
 
 void WatchFolder::arm_timer() {
@@ -191,21 +213,20 @@ void WatchFolder::arm_timer() {
   auto alive = alive_;
   timer_.async_wait([this, alive](const boost::system::error_code& ec) {
     if (ec || !*alive || !running_) return;
-    on_timer();
+    guarded("handling the timer", [&] { on_timer(); });
   });
 }
 
 void WatchFolder::on_timer() {
   if (polling_ || !unstable_.empty()) {
-    scan(true);
+    scan();
   } else {
     take_due_sets();
     arm_timer();
   }
 }
 
-void WatchFolder::scan(bool from_poll) {
-  (void)from_poll;
+void WatchFolder::scan() {
   std::error_code ec;
   fs::directory_iterator it(folder_, ec);
   if (ec) {
@@ -393,36 +414,41 @@ void WatchFolder::submit_one(std::string key, JobSpec spec, const std::string& o
   std::string source = spec.source, idem = spec.idempotency_key;
   hooks_.submit(std::move(spec), [this, alive, key, source, idem, output_stem](const SubmitReply& r) {
     if (!*alive) return;
-    auto it = claims_.find(key);
-    if (it == claims_.end()) return;
-    Claim& c = it->second;
-    --c.outstanding;
-    std::string job_id;
-    if (r.ok) {
-      job_id = r.job.id;
-    } else if (r.code == "draining") {
-      c.held = true;   // stays in processing/; the next start submits it
-    } else if (r.code == "conflict") {
-      // Submitted before with other settings (the watch's config changed since): that job is this input's.
-      for (const auto& j : hooks_.jobs_from(source))
-        if (j.idempotency_key == idem) job_id = j.id;
-      if (job_id.empty()) c.errors.push_back(r.message);
-    } else {
-      c.errors.push_back(r.message);
-    }
-    if (!job_id.empty()) {
-      c.jobs.emplace_back(job_id, output_stem);
-      job_claim_[job_id] = key;
-      if (!r.existed) spdlog::info("watch {}: {} -> job {}", config_.path, key, job_id);
-    }
-    maybe_finish(key);
+    guarded("recording a submission", [&] { on_submitted(key, source, idem, output_stem, r); });
   });
+}
+
+void WatchFolder::on_submitted(const std::string& key, const std::string& source, const std::string& idem,
+                               const std::string& output_stem, const SubmitReply& r) {
+  auto it = claims_.find(key);
+  if (it == claims_.end()) return;
+  Claim& c = it->second;
+  --c.outstanding;
+  std::string job_id;
+  if (r.ok) {
+    job_id = r.job.id;
+  } else if (r.code == "draining") {
+    c.held = true;   // stays in processing/; the next start submits it
+  } else if (r.code == "conflict") {
+    // Submitted before with other settings (the watch's config changed since): that job is this input's.
+    for (const auto& j : hooks_.jobs_from(source))
+      if (j.idempotency_key == idem) job_id = j.id;
+    if (job_id.empty()) c.errors.push_back(r.message);
+  } else {
+    c.errors.push_back(r.message);
+  }
+  if (!job_id.empty()) {
+    c.jobs.emplace_back(job_id, output_stem);
+    job_claim_[job_id] = key;
+    if (!r.existed) spdlog::info("watch {}: {} -> job {}", config_.path, key, job_id);
+  }
+  maybe_finish(key);
 }
 
 void WatchFolder::job_changed(const Job& job) {
   if (!is_final(job.state)) return;
   auto it = job_claim_.find(job.id);
-  if (it != job_claim_.end()) maybe_finish(it->second);
+  if (it != job_claim_.end()) guarded("finishing an input", [&] { maybe_finish(it->second); });
 }
 
 void WatchFolder::maybe_finish(std::string key) {
@@ -488,7 +514,7 @@ void WatchFolder::finish(std::string key) {
     blocked_ = false;
     auto alive = alive_;
     boost::asio::post(io_, [this, alive] {
-      if (*alive && running_) scan(false);
+      if (*alive && running_) guarded("scanning the folder", [&] { scan(); });
     });
   }
 }

@@ -80,18 +80,25 @@ class WatchFolder {
   };
 
   void report(const std::string& error);   // last_error + one log line
+  // Runs `f`, turning an exception (the database failing, say) into a reported error:
+  // nothing a watch meets may end the daemon's event loop.
+  template <class F> void guarded(const char* what, F&& f);
+  bool start_watching();
   bool prepare_folders();
   void start_inotify();
   void read_events();
+  bool on_events(std::size_t n);   // false: the folder is gone, stop reading
   void arm_timer();
   void on_timer();
-  void scan(bool from_poll);
+  void scan();
   void consider(const std::string& name, bool from_scan);
   void take_due_sets();
   void claim(const std::string& stem, const std::vector<std::string>& files, WatchFileKind kind);
   void recover_processing();
   void submit_claim(std::string key, WatchFileKind kind);
   void submit_one(std::string key, JobSpec spec, const std::string& output_stem);
+  void on_submitted(const std::string& key, const std::string& source, const std::string& idem,
+                    const std::string& output_stem, const SubmitReply& r);
   void maybe_finish(std::string key);   // by value: finishing erases the maps a key may come from
   void finish(std::string key);
   void refuse(const std::string& name, const std::string& why);   // into failed/ at once

@@ -72,7 +72,12 @@ void Daemon::reload_watches() {
 void Daemon::watches_job_changed(const std::string& job_id) {
   for (auto& w : watches_) {
     if (!w->tracks(job_id)) continue;
-    if (auto job = store_->get(job_id)) w->job_changed(*job);
+    try {
+      if (auto job = store_->get(job_id)) w->job_changed(*job);
+    } catch (const std::exception& e) {
+      spdlog::error("watch {}: cannot read job {}: {}; its input is finished at the next start", w->config().path,
+                    job_id, e.what());
+    }
     return;
   }
 }
