@@ -6,8 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include "args.hpp"
 #include "core/config.hpp"
 #include "core/watch_input.hpp"
+#include "exit_codes.hpp"
+#include "views.hpp"
 #include "support/test_support.hpp"
 
 namespace reel {
@@ -298,6 +301,37 @@ TEST(WatchConfig, ShippedExampleIsValidAndShowsTheDefaults) {
   EXPECT_EQ(w.poll, defaults.poll);
   EXPECT_EQ(w.poll_interval_seconds, defaults.poll_interval_seconds);
   EXPECT_EQ(w.max_file_bytes, defaults.max_file_bytes);
+}
+
+// ---- reelctl watch ls ----
+
+TEST(WatchCtl, ParsesWatchLs) {
+  EXPECT_EQ(ctl::parse_args({"watch", "ls"}).kind, ctl::CommandKind::watch);
+  EXPECT_EQ(ctl::parse_args({"--json", "watch", "ls"}).global.json, true);
+  EXPECT_THROW(ctl::parse_args({"watch"}), ctl::UsageError);
+  EXPECT_THROW(ctl::parse_args({"watch", "add"}), ctl::UsageError);
+  EXPECT_THROW(ctl::parse_args({"watch", "ls", "extra"}), ctl::UsageError);
+  EXPECT_NE(ctl::command_usage("watch").find("reelctl watch ls"), std::string::npos);
+}
+
+TEST(WatchCtl, RendersOneRowPerFolder) {
+  Json watches = Json::array({
+      {{"path", "/srv/in"}, {"mode", "inotify"}, {"pending", 2}, {"processing", 1}, {"done", 40}, {"failed", 1},
+       {"last_error", "bad.toml failed: unknown field"}, {"last_error_at", 1000000}},
+      {{"path", "/srv/media"}, {"mode", "stopped"}, {"pending", 0}, {"processing", 0}, {"done", 0}, {"failed", 0},
+       {"last_error", ""}, {"last_error_at", 0}},
+  });
+  std::string out = ctl::render_watches(watches, 1000000 + 180000, ctl::Style{});
+  std::istringstream lines(out);
+  std::string header, first, second;
+  std::getline(lines, header);
+  std::getline(lines, first);
+  std::getline(lines, second);
+  EXPECT_EQ(header.substr(0, 4), "PATH");
+  EXPECT_NE(header.find("PENDING  PROCESSING  DONE  FAILED  LAST ERROR"), std::string::npos) << out;
+  EXPECT_EQ(first.rfind("/srv/in     inotify  2        1           40    1       3m ago: bad.toml failed", 0), 0u) << out;
+  EXPECT_EQ(second.rfind("/srv/media  stopped  0        0           0     0       -", 0), 0u) << out;
+  EXPECT_EQ(ctl::render_watches(Json::array(), 0, ctl::Style{}).rfind("no watched folders", 0), 0u);
 }
 
 }  // namespace
