@@ -276,6 +276,16 @@ TEST_F(WatchTest, SymlinksAndInputsOutsideTheFolderAreRefused) {
   EXPECT_EQ(read_file(in + "/out/inside.mp4"), "ECHO\nCAT");
 }
 
+TEST_F(WatchTest, FilesOverTheSizeLimitAreRefused) {
+  start_default("max_file_bytes = 64\n");
+  write_file(in + "/big.toml", std::string(kSleepJob) + "# " + std::string(100, 'x') + "\n");
+  write_file(in + "/small.toml", kSleepJob);
+  ASSERT_TRUE(wait_until([&] { return exists(failed("big.toml.error.json")); }, 20s)) << log();
+  EXPECT_NE(read_file(failed("big.toml.error.json")).find("over this watch's max_file_bytes (64)"), std::string::npos);
+  ASSERT_TRUE(wait_until([&] { return exists(done("small.toml")); }, 20s)) << log();
+  EXPECT_EQ(jobs_from(in).size(), 1u);
+}
+
 TEST_F(WatchTest, UnusableFoldersAreReportedAndRetriedOnReload) {
   std::string not_a_folder = tmp.file("plain-file");
   write_file(not_a_folder, "x");

@@ -83,6 +83,11 @@ std::string free_name(const std::string& dir, const std::string& name, const std
   return candidate;
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa {}, sb {};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 bool link_or_copy(const std::string& from, const std::string& to, std::string& why) {
   if (::link(from.c_str(), to.c_str()) == 0) return true;
   std::error_code ec;

@@ -30,6 +30,9 @@ bool move_no_replace(const std::string& from, const std::string& to, bool& exist
 // `name` if `dir`/`name` is free, else "<stem>.<tag><ext>", then with a counter.
 std::string free_name(const std::string& dir, const std::string& name, const std::string& tag);
 
+// True when `a` and `b` are the same file (one inode): an output already linked.
+bool same_file(const std::string& a, const std::string& b);
+
 // A hard link of `from` at `to` (same filesystem), else a copy; `to` must not exist.
 bool link_or_copy(const std::string& from, const std::string& to, std::string& why);
 

@@ -481,6 +481,8 @@ void WatchFolder::finish(std::string key) {
     }
     auto names = watch_output_names(stem, job->outputs);
     for (std::size_t i = 0; i < names.size(); ++i) {
+      // Linked before a crash that came before the input was moved: not again.
+      if (same_file(job->outputs[i], output_dir_ + "/" + names[i])) continue;
       std::string dest = output_dir_ + "/" + free_name(output_dir_, names[i], id);
       std::string why;
       if (!link_or_copy(job->outputs[i], dest, why))

@@ -1,7 +1,7 @@
 // WatchFolder: one watched input folder ([[watch]] in reeld.toml, docs/WATCH.md).
 //
 // Files dropped into the folder become jobs: inotify (IN_CLOSE_WRITE, IN_MOVED_TO;
-// never IN_CREATE, so a file is seen only once it is complete) read through Asio, a
+// IN_CREATE only to refuse symlinks, so a file is taken only once complete) read through Asio, a
 // full scan at start and after an inotify queue overflow, or periodic scans with a
 // size/mtime stability check on network filesystems where inotify sees nothing.
 // An input is claimed by renaming it into <folder>/.reel/processing/ (same filesystem,
