@@ -169,9 +169,11 @@ TEST_F(WatchTest, RestartResumesPendingAndHalfProcessedInputsExactlyOnce) {
   start_default();
   // Half-processed: its job is running when reeld is killed.
   write_file(in + "/long.toml", "model = \"sleep\"\n[params]\nseconds = 2\nsteps = 4\n");
+  // Past its first step: the worker has exec'd, so no half-started child still holds the
+  // state folder's lock when the next reeld starts.
   ASSERT_TRUE(wait_until([&] {
     Json jobs = jobs_from(in);
-    return jobs.size() == 1 && jobs[0]["state"] == "running";
+    return jobs.size() == 1 && jobs[0]["state"] == "running" && jobs[0]["progress"]["step"].get<int>() >= 1;
   }, 20s)) << log();
   EXPECT_TRUE(exists(in + "/.reel/processing/long.toml"));
   daemon->kill9();

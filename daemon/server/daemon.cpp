@@ -49,6 +49,9 @@ unsigned parse_mode(const std::string& octal) { return static_cast<unsigned>(std
 
 int Daemon::run() {
   started_ = std::chrono::steady_clock::now();
+  // Requests to a worker are write(2)s on its socketpair end; a worker that has just
+  // exited must make them fail with EPIPE, not kill reeld with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     config_ = load_config(options_.config_path);
   } catch (const std::exception& e) {
