@@ -197,6 +197,16 @@ TEST_F(WatchTest, RestartResumesPendingAndHalfProcessedInputsExactlyOnce) {
   daemon->start();
   std::this_thread::sleep_for(500ms);
   EXPECT_EQ(jobs_from(in).size(), 4u);
+
+  // Finished while reeld was down: it died after p1's job ended but before the input
+  // moved on. The next start finds the job final and finishes the input, no new job.
+  EXPECT_EQ(daemon->terminate(), 0);
+  ASSERT_EQ(std::rename(done("p1.toml").c_str(), (in + "/.reel/processing/p1.toml").c_str()), 0);
+  fs::remove(in + "/out/p1.json");
+  daemon->start();
+  ASSERT_TRUE(wait_until([&] { return exists(done("p1.toml")) && exists(in + "/out/p1.json"); }, 20s)) << log();
+  EXPECT_EQ(jobs_from(in).size(), 4u);
+  EXPECT_TRUE(files_in(in + "/.reel/processing").empty());
 }
 
 TEST_F(WatchTest, MalformedJobFilesFailWithAnErrorRecordAndTheWatchGoesOn) {
