@@ -48,17 +48,23 @@ WatchFileClass classify_watch_file(const std::string& name, const std::string& w
   if (dot == std::string::npos || dot == 0) return c;   // no extension: other
   c.stem = name.substr(0, dot);
   std::string ext = l.substr(dot + 1);
-  bool media_watch = watch_kind == "auto" || watch_kind == "media_set";
+  const bool media_watch = watch_kind == "auto" || watch_kind == "media_set";
   if (ext == "toml" || ext == "json") {
     if (watch_kind == "auto" || watch_kind == "job_file") c.kind = WatchFileKind::job_file;
-  } else if (ext == "txt") {
-    if (watch_kind == "prompt_file") c.kind = WatchFileKind::prompt_file;
-    else if (media_watch) c.kind = WatchFileKind::media_member, c.role = "prompt";
-  } else if (ext == "png" || ext == "jpg" || ext == "jpeg" || ext == "webp") {
-    if (media_watch) c.kind = WatchFileKind::media_member, c.role = "image";
-  } else if (ext == "wav" || ext == "mp3" || ext == "m4a" || ext == "flac") {
-    if (media_watch) c.kind = WatchFileKind::media_member, c.role = "audio";
+    return c;
   }
+  if (ext == "txt" && watch_kind == "prompt_file") {
+    c.kind = WatchFileKind::prompt_file;
+    return c;
+  }
+  static const std::pair<const char*, const char*> kMediaRoles[] = {
+      {"txt", "prompt"}, {"png", "image"}, {"jpg", "image"}, {"jpeg", "image"}, {"webp", "image"},
+      {"wav", "audio"},  {"mp3", "audio"}, {"m4a", "audio"}, {"flac", "audio"}};
+  for (const auto& [e, role] : kMediaRoles)
+    if (media_watch && ext == e) {
+      c.kind = WatchFileKind::media_member;
+      c.role = role;
+    }
   return c;
 }
 

@@ -343,58 +343,16 @@ void WatchFolder::recover_processing() {
 
 void WatchFolder::submit_claim(std::string key, WatchFileKind kind) {
   Claim& c = claims_[key];
-  const std::string processing = dir("processing");
   std::vector<InputRead> reads;
   for (const auto& f : c.files) {
     InputRead r;
     std::string why;
-    if (read_input(processing, f, config_.max_file_bytes, kMaxTextBytes, r, why)) reads.push_back(std::move(r));
+    if (read_input(dir("processing"), f, config_.max_file_bytes, kMaxTextBytes, r, why)) reads.push_back(std::move(r));
     else c.errors.push_back(f + ": refused: " + why);
   }
-  std::vector<WatchedFile> identity;
-  for (const auto& r : reads) identity.push_back(r.file);
-  // (idempotency part, output stem, spec)
-  std::vector<std::tuple<std::string, std::string, JobSpec>> specs;
+  std::vector<ClaimJob> jobs;
   try {
-    if (!c.errors.empty()) {
-      // refused files: nothing to submit
-    } else if (kind == WatchFileKind::job_file) {
-      if (reads[0].file.size > static_cast<int64_t>(kMaxTextBytes))
-        throw JobSpecError(c.files[0] + ": a job file must be at most 1 MiB");
-      // Relative inputs name files next to the job file, in the watched folder.
-      JobSpec spec = parse_job_spec(reads[0].text, c.files[0], folder_);
-      for (auto& [role, path] : spec.inputs) {
-        std::string real = canonical(path);
-        if (real.empty() || !path_is_inside(folder_, real))
-          throw JobSpecError(c.files[0] + ": inputs." + role + ": '" + path + "' is not a file inside the watched "
-                             "folder; put the input next to the job file and name it relatively");
-        path = real;
-      }
-      apply_watch_defaults(config_, spec, false);
-      specs.emplace_back("", c.stem, std::move(spec));
-    } else {
-      std::map<std::string, std::string> inputs;
-      std::string prompt_text;
-      for (std::size_t i = 0; i < reads.size(); ++i) {
-        WatchFileClass fc = classify_watch_file(c.files[i], config_.kind);
-        std::string role = kind == WatchFileKind::prompt_file ? "prompt" : fc.role;
-        if (role == "prompt" && reads[i].file.size > static_cast<int64_t>(kMaxTextBytes))
-          throw JobSpecError(c.files[i] + ": a prompt file must be at most 1 MiB");
-        if (role == "prompt" && prompt_text.empty()) prompt_text = reads[i].text;
-        else if (role != "prompt" && !inputs.count(role)) inputs[role] = processing + "/" + c.files[i];
-        else throw JobSpecError("two files for the " + role + " of '" + c.stem + "' (" + c.files[i] +
-                                "); drop one file per role and stem");
-      }
-      auto prompts = watch_prompts(prompt_text, kind == WatchFileKind::prompt_file && config_.prompt_per_line);
-      if (kind == WatchFileKind::prompt_file && prompts.empty())
-        throw JobSpecError(c.files[0] + ": the prompt file is empty");
-      if (prompts.empty()) prompts.emplace_back(0, "");
-      for (const auto& [line, prompt] : prompts) {
-        std::string part = line > 0 ? "line" + std::to_string(line) : "";
-        specs.emplace_back(part, line > 0 ? c.stem + "." + std::to_string(line) : c.stem,
-                           watch_media_spec(config_, inputs, prompt));
-      }
-    }
+    if (c.errors.empty()) jobs = kind == WatchFileKind::job_file ? job_file_jobs(c, reads[0]) : prompt_jobs(c, kind, reads);
   } catch (const JobSpecError& e) {
     c.errors.push_back(e.what());
   }
@@ -402,11 +360,62 @@ void WatchFolder::submit_claim(std::string key, WatchFileKind kind) {
     finish(key);
     return;
   }
-  c.outstanding = static_cast<int>(specs.size());
-  for (auto& [part, stem, spec] : specs) {
-    spec.idempotency_key = watch_idempotency_key(folder_, identity, part);
-    submit_one(key, std::move(spec), stem);
+  std::vector<WatchedFile> identity;
+  for (const auto& r : reads) identity.push_back(r.file);
+  c.outstanding = static_cast<int>(jobs.size());
+  for (auto& job : jobs) {
+    job.spec.idempotency_key = watch_idempotency_key(folder_, identity, job.key_part);
+    submit_one(key, std::move(job.spec), job.output_stem);
   }
+}
+
+std::vector<WatchFolder::ClaimJob> WatchFolder::job_file_jobs(const Claim& c, const InputRead& read) const {
+  if (read.file.size > static_cast<int64_t>(kMaxTextBytes))
+    throw JobSpecError(c.files[0] + ": a job file must be at most 1 MiB");
+  // Relative inputs name files next to the job file, in the watched folder.
+  JobSpec spec = parse_job_spec(read.text, c.files[0], folder_);
+  for (auto& [role, path] : spec.inputs) {
+    std::string real = canonical(path);
+    if (real.empty() || !path_is_inside(folder_, real))
+      throw JobSpecError(c.files[0] + ": inputs." + role + ": '" + path + "' is not a file inside the watched "
+                         "folder; put the input in a sub-folder of it and name it relatively");
+    path = real;
+  }
+  apply_watch_defaults(config_, spec, false);
+  return {ClaimJob{"", c.stem, std::move(spec)}};
+}
+
+std::vector<WatchFolder::ClaimJob> WatchFolder::prompt_jobs(const Claim& c, WatchFileKind kind,
+                                                             const std::vector<InputRead>& reads) const {
+  std::map<std::string, std::string> inputs;   // role -> path in processing/
+  std::string prompt_text;
+  bool have_prompt = false;
+  for (std::size_t i = 0; i < reads.size(); ++i) {
+    std::string role = kind == WatchFileKind::prompt_file ? "prompt" : classify_watch_file(c.files[i], config_.kind).role;
+    if (role == "prompt" && reads[i].file.size > static_cast<int64_t>(kMaxTextBytes))
+      throw JobSpecError(c.files[i] + ": a prompt file must be at most 1 MiB");
+    if (role == "prompt" ? have_prompt : inputs.count(role) > 0)
+      throw JobSpecError("two files for the " + role + " of '" + c.stem + "' (" + c.files[i] +
+                         "); drop one file per role and stem");
+    if (role == "prompt") {
+      prompt_text = reads[i].text;
+      have_prompt = true;
+    } else {
+      inputs[role] = dir("processing") + "/" + c.files[i];
+    }
+  }
+  auto prompts = watch_prompts(prompt_text, kind == WatchFileKind::prompt_file && config_.prompt_per_line);
+  if (kind == WatchFileKind::prompt_file && prompts.empty())
+    throw JobSpecError(c.files[0] + ": the prompt file is empty");
+  if (prompts.empty()) prompts.emplace_back(0, "");   // a media set without a prompt
+  std::vector<ClaimJob> jobs;
+  for (const auto& [line, prompt] : prompts) {
+    bool numbered = line > 0;
+    jobs.push_back(ClaimJob{numbered ? "line" + std::to_string(line) : "",
+                            numbered ? c.stem + "." + std::to_string(line) : c.stem,
+                            watch_media_spec(config_, inputs, prompt)});
+  }
+  return jobs;
 }
 
 void WatchFolder::submit_one(std::string key, JobSpec spec, const std::string& output_stem) {

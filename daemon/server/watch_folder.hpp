@@ -34,6 +34,8 @@
 
 namespace reel {
 
+struct InputRead;   // watch_files.hpp
+
 // The answer to a submission, from the same path the control socket's submit takes.
 struct SubmitReply {
   bool ok = false;
@@ -79,6 +81,13 @@ class WatchFolder {
     bool held = false;                    // the daemon is draining: left for the next start
   };
 
+  // One job an input becomes: its spec, what tells it apart in the idempotency key
+  // ("line3" for a prompt file's third line), and the stem its outputs are named after.
+  struct ClaimJob {
+    std::string key_part, output_stem;
+    JobSpec spec;
+  };
+
   void report(const std::string& error);   // last_error + one log line
   // Runs `f`, turning an exception (the database failing, say) into a reported error:
   // nothing a watch meets may end the daemon's event loop.
@@ -96,6 +105,9 @@ class WatchFolder {
   void claim(const std::string& stem, const std::vector<std::string>& files, WatchFileKind kind);
   void recover_processing();
   void submit_claim(std::string key, WatchFileKind kind);
+  // The jobs of a claim from its files as read; JobSpecError says why there are none.
+  std::vector<ClaimJob> job_file_jobs(const Claim& c, const InputRead& read) const;
+  std::vector<ClaimJob> prompt_jobs(const Claim& c, WatchFileKind kind, const std::vector<InputRead>& reads) const;
   void submit_one(std::string key, JobSpec spec, const std::string& output_stem);
   void on_submitted(const std::string& key, const std::string& source, const std::string& idem,
                     const std::string& output_stem, const SubmitReply& r);
