@@ -71,7 +71,7 @@ void Daemon::reload_watches() {
 
 void Daemon::watches_job_changed(const std::string& job_id) {
   for (auto& w : watches_) {
-    if (!w->tracks(job_id)) continue;
+    if (!w || !w->tracks(job_id)) continue;   // null: being replaced by a reload
     try {
       if (auto job = store_->get(job_id)) w->job_changed(*job);
     } catch (const std::exception& e) {
@@ -84,7 +84,8 @@ void Daemon::watches_job_changed(const std::string& job_id) {
 
 void Daemon::do_watches(const SessionPtr& s, const Request& req) {
   Json list = Json::array();
-  for (const auto& w : watches_) list.push_back(w->to_json());
+  for (const auto& w : watches_)
+    if (w) list.push_back(w->to_json());
   s->reply(req.id, Json{{"watches", list}});
 }
 
