@@ -172,6 +172,7 @@ TEST_F(WatchTest, InotifyQueueOverflowIsFollowedByAFullScan) {
   int64_t queue = std::stoll(read_file("/proc/sys/fs/inotify/max_queued_events"));
   if (queue > 200000) GTEST_SKIP() << "max_queued_events is " << queue << ": too many events to overflow quickly";
   start_default();
+  ASSERT_EQ(watch_row(in)["mode"], "inotify");   // answered: start-up, watches included, is over
   daemon->signal(SIGSTOP);
   for (int64_t i = 0; i < queue + 100; ++i) write_file(in + (i % 2 ? "/.a" : "/.b"), "x");
   write_file(in + "/late.toml", kSleepJob);

@@ -1,6 +1,8 @@
 #include "server/watch_files.hpp"
 
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 
 namespace reel {
@@ -111,6 +114,20 @@ bool write_json_file(const std::string& path, const Json& j, std::string& why) {
     return false;
   }
   return true;
+}
+
+std::string canonical_path(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) ? std::string(buf) : std::string();
+}
+
+std::vector<std::string> sorted_names(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+    out.push_back(it->path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::string folder_problem(const std::string& path) {

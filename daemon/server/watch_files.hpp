@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/job.hpp"
 #include "core/watch_input.hpp"
@@ -38,6 +39,12 @@ bool link_or_copy(const std::string& from, const std::string& to, std::string& w
 
 // Writes `j` (pretty) to `path` through a temp file and rename.
 bool write_json_file(const std::string& path, const Json& j, std::string& why);
+
+// realpath(3) of `path`; "" when it cannot be resolved (missing, a dangling link).
+std::string canonical_path(const std::string& path);
+
+// The names in `dir`, sorted; empty when it cannot be listed.
+std::vector<std::string> sorted_names(const std::string& dir);
 
 // Problems that make `path` unusable as a watched folder ("" when fine): missing, not
 // a folder, not readable/writable/searchable by this user.

@@ -16,6 +16,7 @@
 // a bad file never stops the watch; a folder that cannot be used is reported
 // (last_error, the log), never silently skipped.
 // Thread-safety: none; everything runs on the daemon's io_context thread.
+// watch_folder.cpp: start, inotify, polling, scans; watch_claims.cpp: claims and jobs.
 #pragma once
 
 #include <functional>
@@ -137,5 +138,15 @@ class WatchFolder {
   int64_t last_error_at_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);   // guards callbacks after destruction
 };
+
+template <class F>
+void WatchFolder::guarded(const char* what, F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    report(std::string(what) + ": " + e.what() + "; the watch goes on, inputs left in .reel/processing/ are "
+           "resumed at the next start");
+  }
+}
 
 }  // namespace reel
