@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "server/watch_files.hpp"
 #include "support/test_support.hpp"
 
 namespace reel::test {
@@ -27,15 +28,6 @@ constexpr const char* kSleepJob = "model = \"sleep\"\n[params]\nseconds = 0\nste
 bool exists(const std::string& path) {
   struct stat st {};
   return ::lstat(path.c_str(), &st) == 0;
-}
-
-std::vector<std::string> files_in(const std::string& dir) {
-  std::vector<std::string> out;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-    out.push_back(it->path().filename().string());
-  std::sort(out.begin(), out.end());
-  return out;
 }
 
 std::string watch_config(const std::string& folder, const std::string& extra = "") {
@@ -89,7 +81,7 @@ TEST_F(WatchTest, DroppedJobFileBecomesOneJobWithItsOutputNamedAfterIt) {
   ASSERT_TRUE(wait_until([&] { return exists(done("anna.toml")); }, 20s)) << log();
   EXPECT_TRUE(exists(in + "/out/anna.json")) << "the sleep model's result.json, named after the input";
   EXPECT_FALSE(exists(in + "/anna.toml"));
-  EXPECT_TRUE(files_in(in + "/.reel/processing").empty());
+  EXPECT_TRUE(sorted_names(in + "/.reel/processing").empty());
   Json jobs = jobs_from(in);
   ASSERT_EQ(jobs.size(), 1u) << jobs.dump();
   EXPECT_EQ(jobs[0]["state"], "succeeded");
@@ -150,8 +142,8 @@ TEST_F(WatchTest, RenamedInFilesAreTakenAndPartialNamesIgnored) {
 TEST_F(WatchTest, BurstOf200FilesBecomesExactly200Jobs) {
   start_default();
   for (int i = 0; i < 200; ++i) write_file(in + "/job" + std::to_string(i) + ".toml", kSleepJob);
-  ASSERT_TRUE(wait_until([&] { return files_in(in + "/.reel/done").size() == 200; }, 240s))
-      << files_in(in + "/.reel/done").size() << " done\n" << log();
+  ASSERT_TRUE(wait_until([&] { return sorted_names(in + "/.reel/done").size() == 200; }, 240s))
+      << sorted_names(in + "/.reel/done").size() << " done\n" << log();
   Json jobs = jobs_from(in);
   ASSERT_EQ(jobs.size(), 200u);
   std::set<std::string> keys;
@@ -160,8 +152,8 @@ TEST_F(WatchTest, BurstOf200FilesBecomesExactly200Jobs) {
     keys.insert(j["idempotency_key"].get<std::string>());
   }
   EXPECT_EQ(keys.size(), 200u);
-  EXPECT_EQ(files_in(in + "/out").size(), 200u);
-  EXPECT_TRUE(files_in(in + "/.reel/failed").empty());
+  EXPECT_EQ(sorted_names(in + "/out").size(), 200u);
+  EXPECT_TRUE(sorted_names(in + "/.reel/failed").empty());
   EXPECT_EQ(watch_row(in)["done"], 200);
 }
 
@@ -223,7 +215,7 @@ TEST_F(WatchTest, RestartResumesPendingAndHalfProcessedInputsExactlyOnce) {
   daemon->start();
   ASSERT_TRUE(wait_until([&] { return exists(done("p1.toml")) && exists(in + "/out/p1.json"); }, 20s)) << log();
   EXPECT_EQ(jobs_from(in).size(), 4u);
-  EXPECT_TRUE(files_in(in + "/.reel/processing").empty());
+  EXPECT_TRUE(sorted_names(in + "/.reel/processing").empty());
 }
 
 TEST_F(WatchTest, MalformedJobFilesFailWithAnErrorRecordAndTheWatchGoesOn) {
@@ -277,7 +269,7 @@ TEST_F(WatchTest, MediaSetWithALateMemberBecomesOneJobWithAllOfThem) {
   EXPECT_EQ(sidecar["inputs"]["image"]["size"], 9);
   EXPECT_EQ(sidecar["inputs"]["audio"]["size"], 10);
   EXPECT_EQ(read_file(in + "/out/anna.mp4"), "ECHO\nWAV-bytes!PNG-bytes");
-  EXPECT_EQ(files_in(in + "/.reel/done"), (std::vector<std::string>{"anna.png", "anna.txt", "anna.wav"}));
+  EXPECT_EQ(sorted_names(in + "/.reel/done"), (std::vector<std::string>{"anna.png", "anna.txt", "anna.wav"}));
 }
 
 TEST_F(WatchTest, SymlinksAndInputsOutsideTheFolderAreRefused) {
