@@ -74,6 +74,9 @@ const CommandSpec kCommands[] = {
      0, 1},
     {"plugins", CommandKind::plugins, "", "list model plugins: loaded ones and refused ones with the reason", "", 0,
      0},
+    {"watch", CommandKind::watch, "ls",
+     "list watched input folders: inputs pending, processing, done and failed, and each folder's last error",
+     "  Folders are configured as [[watch]] tables in reeld.toml (docs/WATCH.md).\n", 1, 1},
     {"help", CommandKind::help, "[COMMAND]", "show help for reelctl or a command", "", 0, 1},
 };
 
@@ -387,6 +390,9 @@ Command parse_args(const std::vector<std::string>& args) {
       break;
     case CommandKind::models:
       if (n == 1) cmd.model_name = positional[0];
+      break;
+    case CommandKind::watch:
+      if (positional[0] != "ls") throw UsageError("unknown watch command '" + positional[0] + "'; try: reelctl watch ls", cmd_name);
       break;
     default:
       break;

@@ -25,7 +25,7 @@ struct GlobalOptions {
 
 enum class CommandKind {
   help, version,
-  submit, ls, show, cancel, retry, prio, pause, resume, drain, status, follow, prune, models, plugins,
+  submit, ls, show, cancel, retry, prio, pause, resume, drain, status, follow, prune, models, plugins, watch,
 };
 
 struct SubmitArgs {

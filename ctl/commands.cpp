@@ -243,17 +243,29 @@ int cmd_models(Context& c) {
   return kExitOk;
 }
 
-int cmd_plugins(Context& c) {
-  Json result = c.call("plugins");
-  Json plugins = result.value("plugins", Json::array());
+// A method answering {"<list>": [...]}: the result as JSON, each item's `id_key` (-q),
+// or the human table.
+template <class Render>
+int print_listing(Context& c, const std::string& method, const char* id_key, Render render) {
+  Json result = c.call(method);
+  Json items = result.value(method, Json::array());
   if (c.g.json) {
     c.print_json(result);
   } else if (c.g.quiet) {
-    for (const auto& p : plugins) c.out << json_str(p, "source", "?") << "\n";
+    for (const auto& item : items) c.out << json_str(item, id_key, "?") << "\n";
   } else {
-    c.out << render_plugins(plugins, c.out_style);
+    c.out << render(items);
   }
   return kExitOk;
+}
+
+int cmd_plugins(Context& c) {
+  return print_listing(c, "plugins", "source", [&](const Json& plugins) { return render_plugins(plugins, c.out_style); });
+}
+
+int cmd_watch(Context& c) {
+  return print_listing(c, "watches", "path",
+                       [&](const Json& watches) { return render_watches(watches, wall_now(), c.out_style); });
 }
 
 }  // namespace
@@ -282,6 +294,7 @@ int execute(const Command& cmd, std::ostream& out, std::ostream& err, const Term
     case CommandKind::prune: return cmd_prune(c);
     case CommandKind::models: return cmd_models(c);
     case CommandKind::plugins: return cmd_plugins(c);
+    case CommandKind::watch: return cmd_watch(c);
   }
   return kExitUsage;
 }

@@ -423,6 +423,27 @@ std::string render_plugins(const Json& plugins, const Style& style) {
   return t.render(style);
 }
 
+std::string render_watches(const Json& watches, int64_t now_ms, const Style& style) {
+  if (array_or_empty(watches).empty())
+    return "no watched folders; add [[watch]] tables to reeld.toml (docs/WATCH.md) and reload reeld\n";
+  Table t({"PATH", "MODE", "PENDING", "PROCESSING", "DONE", "FAILED", "LAST ERROR"});
+  for (const auto& w : array_or_empty(watches)) {
+    std::string mode = json_str(w, "mode", "?");
+    std::string error = json_str(w, "last_error");
+    if (!error.empty() && json_int(w, "last_error_at") > 0)
+      error = age_of(json_int(w, "last_error_at"), now_ms) + " ago: " + error;
+    int64_t failed = json_int(w, "failed");
+    t.add_row({{json_str(w, "path", "?"), Color::bold},
+               {mode, mode == "stopped" ? Color::red : Color::none},
+               {std::to_string(json_int(w, "pending"))},
+               {std::to_string(json_int(w, "processing"))},
+               {std::to_string(json_int(w, "done"))},
+               {std::to_string(failed), failed > 0 ? Color::yellow : Color::none},
+               {or_dash(error), mode == "stopped" ? Color::red : Color::none}});
+  }
+  return t.render(style);
+}
+
 std::string render_model_list(const Json& models, const Style& style) {
   Table t({"NAME", "PROVIDER", "DESCRIPTION"});
   for (const auto& m : array_or_empty(models))

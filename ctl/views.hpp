@@ -31,6 +31,11 @@ std::string render_status(const Json& status, int64_t now_ms, const Style& style
 // `plugins`: SOURCE NAME VERSION STATE MODELS/ERROR, one row per plugin object.
 std::string render_plugins(const Json& plugins, const Style& style);
 
+// `watch ls`: PATH MODE PENDING PROCESSING DONE FAILED LAST ERROR, one row per watch
+// object (the error with its age, e.g. "2m ago: anna.png refused: ..."); "no watched
+// folders" and where to configure them when there are none.
+std::string render_watches(const Json& watches, int64_t now_ms, const Style& style);
+
 // `models`: NAME PROVIDER DESCRIPTION; `models NAME`: one model's params, inputs,
 // outputs and ladder.
 std::string render_model_list(const Json& models, const Style& style);

@@ -13,12 +13,14 @@
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <limits>
 #include <sstream>
 
 #include <toml++/toml.h>
 
+#include "core/budget_scheduler.hpp"
 #include "core/memory_size.hpp"
 #include "core/messages.hpp"
 #include "core/paths.hpp"
@@ -315,6 +317,180 @@ Key folder_list_key(std::string name, std::vector<std::string> Config::Plugins::
       [](const std::string& v) { return v; });
 }
 
+// ---- [[watch]]: an array of tables, each walked with its own strict key list. ----
+
+// TOML to JSON for watch params and policy (the job spec's shape; dates refused).
+std::string toml_value_to_json(const toml::node& n, nlohmann::json& out) {
+  if (auto t = n.as_table()) {
+    out = nlohmann::json::object();
+    for (auto&& [k, v] : *t)
+      if (std::string why = toml_value_to_json(v, out[std::string(k.str())]); !why.empty())
+        return "." + std::string(k.str()) + why;
+  } else if (auto a = n.as_array()) {
+    out = nlohmann::json::array();
+    for (std::size_t i = 0; i < a->size(); ++i)
+      if (std::string why = toml_value_to_json((*a)[i], out.emplace_back()); !why.empty())
+        return "[" + std::to_string(i) + "]" + why;
+  } else if (auto s = n.as_string()) out = s->get();
+  else if (auto i = n.as_integer()) out = i->get();
+  else if (auto b = n.as_boolean()) out = b->get();
+  else if (auto f = n.as_floating_point(); f && std::isfinite(f->get())) out = f->get();
+  else return ": " + type_name(n) + " cannot be a job parameter (use a string or a finite number)";
+  return {};
+}
+
+void json_to_toml(const nlohmann::json& j, toml::table& into, const std::string& key);
+toml::array json_array_to_toml(const nlohmann::json& j) {
+  toml::array arr;
+  for (const auto& v : j) {
+    toml::table holder;
+    json_to_toml(v, holder, "v");
+    arr.push_back(*holder.get("v"));
+  }
+  return arr;
+}
+void json_to_toml(const nlohmann::json& j, toml::table& into, const std::string& key) {
+  if (j.is_object()) {
+    toml::table t;
+    for (auto& [k, v] : j.items()) json_to_toml(v, t, k);
+    into.insert_or_assign(key, std::move(t));
+  } else if (j.is_array()) into.insert_or_assign(key, json_array_to_toml(j));
+  else if (j.is_string()) into.insert_or_assign(key, j.get<std::string>());
+  else if (j.is_boolean()) into.insert_or_assign(key, j.get<bool>());
+  else if (j.is_number_integer()) into.insert_or_assign(key, j.get<int64_t>());
+  else if (j.is_number()) into.insert_or_assign(key, j.get<double>());
+}
+
+struct WatchKey {
+  const char* name;
+  std::string (*bind)(Config::Watch&, const toml::node&);
+  void (*emit)(const Config::Watch&, toml::table&);
+};
+
+template <class T, class Check>
+std::string read_checked(const toml::node& n, T& out, Check check) {
+  auto raw = TomlType<T>::read(n);
+  if (!raw) return std::string("expected ") + TomlType<T>::expected + ", got " + type_name(n);
+  if (std::string why = check(*raw); !why.empty()) return why;
+  out = static_cast<T>(*raw);
+  return {};
+}
+
+std::string read_table(const toml::node& n, nlohmann::json& out) {
+  if (!n.is_table()) return "expected a table, got " + type_name(n);
+  std::string why = toml_value_to_json(n, out);
+  return why.empty() ? why : why.substr(why[0] == ':' ? 2 : 0);
+}
+
+#define REEL_WATCH_SCALAR(member, ...)                                                                   \
+  WatchKey {                                                                                              \
+    #member, [](Config::Watch& w, const toml::node& n) { return read_checked(n, w.member, __VA_ARGS__); }, \
+        [](const Config::Watch& w, toml::table& t) {                                                      \
+          t.insert_or_assign(#member, static_cast<typename TomlType<decltype(w.member)>::Raw>(w.member));  \
+        }                                                                                                 \
+  }
+
+const std::vector<WatchKey>& watch_keys() {
+  static const std::vector<WatchKey> k = {
+      REEL_WATCH_SCALAR(path, AbsolutePathOrEmpty{}),
+      REEL_WATCH_SCALAR(kind, OneOf{{"auto", "job_file", "prompt_file", "media_set"}}),
+      REEL_WATCH_SCALAR(model, AnyValue{}),
+      {"params", [](Config::Watch& w, const toml::node& n) { return read_table(n, w.params); },
+       [](const Config::Watch& w, toml::table& t) { json_to_toml(w.params, t, "params"); }},
+      {"policy",
+       [](Config::Watch& w, const toml::node& n) -> std::string {
+         if (std::string why = read_table(n, w.policy); !why.empty()) return why;
+         try {
+           parse_job_policy(w.policy, false);
+         } catch (const std::invalid_argument& e) {
+           return e.what();
+         }
+         return {};
+       },
+       [](const Config::Watch& w, toml::table& t) { json_to_toml(w.policy, t, "policy"); }},
+      REEL_WATCH_SCALAR(output_dir, AbsolutePathOrEmpty{}),
+      REEL_WATCH_SCALAR(priority, Between{-1000, 1000}),
+      REEL_WATCH_SCALAR(prompt_per_line, AnyValue{}),
+      REEL_WATCH_SCALAR(settle_seconds, Between{0, 3600}),
+      {"poll",
+       [](Config::Watch& w, const toml::node& n) -> std::string {
+         if (auto b = n.value_exact<bool>()) w.poll = *b ? "true" : "false";
+         else if (auto s = n.value_exact<std::string>(); s && *s == "auto") w.poll = *s;
+         else return "expected true, false or \"auto\", got " + (n.is_string() ? shown(*n.value<std::string>()) : type_name(n));
+         return {};
+       },
+       [](const Config::Watch& w, toml::table& t) {
+         if (w.poll == "auto") t.insert_or_assign("poll", "auto");
+         else t.insert_or_assign("poll", w.poll == "true");
+       }},
+      REEL_WATCH_SCALAR(poll_interval_seconds, Between{0.05, 3600}),
+      {"max_file_bytes",
+       [](Config::Watch& w, const toml::node& n) { return read_size(n, 1, w.max_file_bytes); },
+       [](const Config::Watch& w, toml::table& t) { t.insert_or_assign("max_file_bytes", memory_size_string(w.max_file_bytes)); }},
+  };
+  return k;
+}
+#undef REEL_WATCH_SCALAR
+
+// One [[watch]] table; every problem is "[i].key: why" (config.hpp: "watch[2].model: ...").
+std::string read_watch(const toml::node& node, std::size_t i, Config::Watch& w) {
+  std::string at = "[" + std::to_string(i) + "]";
+  auto table = node.as_table();
+  if (!table) return at + ": expected a table ([[watch]]), got " + type_name(node);
+  std::vector<std::string> names;
+  for (const auto& k : watch_keys()) names.emplace_back(k.name);
+  for (auto&& [k, v] : *table) {
+    std::string leaf(k.str());
+    auto it = std::find_if(watch_keys().begin(), watch_keys().end(), [&](const WatchKey& wk) { return leaf == wk.name; });
+    if (it == watch_keys().end())
+      return at + ": unknown key '" + leaf + "'" + did_you_mean(leaf, names) + "; keys: " + join(names);
+    if (std::string why = it->bind(w, v); !why.empty())
+      return at + "." + leaf + (why[0] == '.' || why[0] == '[' ? "" : ": ") + why;
+  }
+  if (w.path.empty()) return at + ".path: required: the absolute path of the folder to watch";
+  if (w.model.empty() && w.kind != "job_file")
+    return at + ".model: required unless kind = \"job_file\" (job files name their own model)";
+  namespace fs = std::filesystem;
+  auto norm = [](const std::string& p) { return fs::path(p).lexically_normal().string(); };
+  if (!w.output_dir.empty() && norm(w.output_dir + "/") == norm(w.path + "/"))
+    return at + ".output_dir: must not be the watched folder itself (outputs would be taken as new inputs); "
+                "leave it empty for <path>/out";
+  return {};
+}
+
+Key watch_list_key() {
+  Key k;
+  k.name = "watch";
+  k.bind = [](Config& cfg, const toml::node& node) -> std::string {
+    auto arr = node.as_array();
+    if (!arr) return "expected an array of tables ([[watch]]), got " + type_name(node);
+    std::vector<Config::Watch> out;
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+      Config::Watch w;
+      if (std::string why = read_watch(*arr->get(i), i, w); !why.empty()) return why;
+      namespace fs = std::filesystem;
+      for (std::size_t j = 0; j < out.size(); ++j)
+        if (fs::path(out[j].path + "/").lexically_normal() == fs::path(w.path + "/").lexically_normal())
+          return "[" + std::to_string(i) + "].path: " + shown(w.path) + " is already watched by watch[" +
+                 std::to_string(j) + "]; one [[watch]] per folder";
+      out.push_back(std::move(w));
+    }
+    cfg.watches = std::move(out);
+    return {};
+  };
+  k.emit = [](const Config& cfg, toml::table& root) {
+    if (cfg.watches.empty()) return;   // no [[watch]]: nothing to write (an empty array reads back the same)
+    toml::array arr;
+    for (const auto& w : cfg.watches) {
+      toml::table t;
+      for (const auto& wk : watch_keys()) wk.emit(w, t);
+      arr.push_back(std::move(t));
+    }
+    root.insert_or_assign("watch", std::move(arr));
+  };
+  return k;
+}
+
 // The TOML key is spelled exactly like the member, so the two cannot drift apart.
 #define REEL_KEY(table, member, ...) \
   key(#table "." #member, &Config::table, &decltype(Config::table)::member, __VA_ARGS__)
@@ -361,6 +537,7 @@ const std::vector<Key>& keys() {
       REEL_KEY(scheduler, max_resident_models, Between{1, 1024}),
       folder_list_key("plugins.dirs", &Config::Plugins::dirs),
       REEL_KEY(plugins, load_timeout_seconds, Between{1, 3600}),
+      watch_list_key(),
   };
   return k;
 }

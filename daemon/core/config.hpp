@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace reel {
 
 struct ConfigError : std::runtime_error {
@@ -92,6 +94,25 @@ struct Config {
     std::vector<std::string> dirs;
     double load_timeout_seconds = 60;  // a plugin that has not described itself by then is refused
   } plugins;
+
+  // One watched input folder ([[watch]] tables; docs/WATCH.md). Validated at load:
+  // paths absolute, no folder watched twice, the output folder not the folder itself.
+  // Whether the model exists is checked when the watch starts (the plugins decide).
+  struct Watch {
+    std::string path;                    // the folder files are dropped into (required)
+    std::string kind = "auto";           // auto, job_file, prompt_file, media_set
+    std::string model;                   // required unless kind = "job_file"
+    nlohmann::json params = nlohmann::json::object();   // defaults; a job file's own params win
+    nlohmann::json policy = nlohmann::json::object();   // JobSpec::policy for the jobs made here
+    std::string output_dir;              // "" -> <path>/out
+    int priority = 0;                    // prompt files and media sets (job files carry their own)
+    bool prompt_per_line = false;        // a prompt file makes one job per non-empty line
+    double settle_seconds = 5;           // a media set waits this long after its last member
+    std::string poll = "auto";           // "auto" (network filesystems), "true", "false"
+    double poll_interval_seconds = 2;
+    int64_t max_file_bytes = int64_t{1} << 30;
+  };
+  std::vector<Watch> watches;
 };
 
 inline constexpr const char* kSystemConfigPath = "/etc/reel/reeld.toml";

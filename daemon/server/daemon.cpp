@@ -49,6 +49,9 @@ unsigned parse_mode(const std::string& octal) { return static_cast<unsigned>(std
 
 int Daemon::run() {
   started_ = std::chrono::steady_clock::now();
+  // Requests to a worker are write(2)s on its socketpair end; a worker that has just
+  // exited must make them fail with EPIPE, not kill reeld with SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     config_ = load_config(options_.config_path);
   } catch (const std::exception& e) {
@@ -118,6 +121,7 @@ void Daemon::start_up() {
   server_ = std::make_unique<ControlServer>(io_, so, *this);
 
   watch_signals();
+  start_watches();
   arm_status_timer();
   arm_watchdog_timer();
   arm_probe_timer();
@@ -193,6 +197,7 @@ void Daemon::reload_config() {
     next.storage = config_.storage;
     next.log.file = config_.log.file;
     config_ = std::move(next);
+    reload_watches();
     spdlog::info("config reloaded from {}", config_.source_path.empty() ? "embedded defaults" : config_.source_path);
   } catch (const std::exception& e) {
     spdlog::error("config reload rejected, the previous config stays in force: {}; fix the file and send SIGHUP again",
@@ -243,6 +248,7 @@ void Daemon::stop_if_idle() {
   child_signal_.cancel(ignored);
   probe_timer_.cancel();
   server_.reset();   // closes the clients and unlinks the socket
+  watches_.clear();  // inputs being processed stay in .reel/processing/ and resume at the next start
   workers_->evict_all_idle("reeld is stopping");
   io_.stop();
 }

@@ -29,6 +29,7 @@
 #include "server/device_probe.hpp"
 #include "server/model_workers.hpp"
 #include "server/sd_notify.hpp"
+#include "server/watch_folder.hpp"
 
 namespace reel {
 
@@ -94,10 +95,21 @@ class Daemon : public RequestHandler {
   // Applies measured peaks to a fresh plan (estimates only ever go up).
   void correct_plan(const std::string& model, Json& plan);
 
+  // Watched folders (watches.cpp)
+  void start_watches();
+  void reload_watches();        // SIGHUP: adds, removes, restarts changed or failed ones
+  void watches_job_changed(const std::string& job_id);
+  WatchFolder::Hooks watch_hooks();
+  void do_watches(const SessionPtr&, const Request&);
+
   // Requests (requests.cpp)
   using Method = void (Daemon::*)(const SessionPtr&, const Request&);
   static const std::map<std::string, Method>& methods();
   void do_submit(const SessionPtr&, const Request&);
+  // The one submission path (socket and watched folders): validate, plan, store.
+  // `done` is called exactly once, possibly before this returns.
+  void submit_job(JobSpec spec, std::function<void(const SubmitReply&)> done);
+  void validate_and_plan(JobSpec spec, std::function<void(const SubmitReply&)> done);
   void do_list(const SessionPtr&, const Request&);
   void do_show(const SessionPtr&, const Request&);
   void do_cancel(const SessionPtr&, const Request&);
@@ -142,6 +154,7 @@ class Daemon : public RequestHandler {
   std::map<std::string, Launched> launched_;         // running jobs: what they were started with
   std::map<std::string, std::string> waiting_;       // queued job -> why it is not running (last decision)
   std::map<std::string, std::vector<int64_t>> remote_starts_;  // remote pool -> job starts (ms), last minute
+  std::vector<std::unique_ptr<WatchFolder>> watches_;   // one per [[watch]], started or not
   bool schedule_posted_ = false;
   std::chrono::steady_clock::time_point started_;
   bool paused_ = false, draining_ = false, stopping_ = false;

@@ -239,6 +239,7 @@ void Daemon::on_worker_done(const std::string& job_id, const std::string& lease,
 }
 
 void Daemon::job_changed(const std::string& job_id) {
+  watches_job_changed(job_id);
   auto range = followers_.equal_range(job_id);
   for (auto it = range.first; it != range.second;) {
     if (pump(it->second, job_id)) ++it;

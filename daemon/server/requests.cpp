@@ -54,7 +54,7 @@ const std::map<std::string, Daemon::Method>& Daemon::methods() {
       {"cancel", &Daemon::do_cancel}, {"retry", &Daemon::do_retry},       {"priority", &Daemon::do_priority},
       {"pause", &Daemon::do_pause},   {"resume", &Daemon::do_resume},     {"drain", &Daemon::do_drain},
       {"status", &Daemon::do_status}, {"models", &Daemon::do_models},     {"follow", &Daemon::do_follow},
-      {"prune", &Daemon::do_prune},   {"plugins", &Daemon::do_plugins},
+      {"prune", &Daemon::do_prune},   {"plugins", &Daemon::do_plugins},   {"watches", &Daemon::do_watches},
   };
   return table;
 }
@@ -99,6 +99,33 @@ void Daemon::do_submit(const SessionPtr& s, const Request& req) {
   JobSpec spec = job_spec_from_json(*job_json, "submit");
   if (spec.source != "ctl" && spec.source != "api")
     throw RequestError(err::bad_request, "source must be 'ctl' or 'api' over the socket (got '" + spec.source + "')");
+  submit_job(std::move(spec), [s, id = req.id](const SubmitReply& r) {
+    if (r.ok) s->reply(id, Json{{"job", r.job.to_json()}, {"existed", r.existed}});
+    else s->error(id, r.code.c_str(), r.message);
+  });
+}
+
+void Daemon::submit_job(JobSpec spec, std::function<void(const SubmitReply&)> done) {
+  auto refuse = [&](const char* code, const std::string& message) {
+    SubmitReply r;
+    r.code = code;
+    r.message = message;
+    done(r);
+  };
+  try {
+    validate_and_plan(std::move(spec), done);
+  } catch (const RequestError& e) {
+    refuse(e.code, e.what());
+  } catch (const ParamValidationError& e) {
+    refuse(err::invalid_params, e.what());
+  } catch (const JobSpecError& e) {
+    refuse(err::bad_request, e.what());
+  } catch (const StoreError& e) {
+    refuse(wire_code(e.code), e.what());
+  }
+}
+
+void Daemon::validate_and_plan(JobSpec spec, std::function<void(const SubmitReply&)> done) {
   if (draining_)
     throw RequestError(err::draining, "reeld is draining and accepts no new jobs; submit again after it restarts");
   const ModelCatalog& catalog = plugins_->catalog();
@@ -119,14 +146,16 @@ void Daemon::do_submit(const SessionPtr& s, const Request& req) {
   // The plan comes from the model's planner process; the job is stored (and the
   // submission acknowledged) only once it is planned and durable.
   Json plan_job = {{"id", ""}, {"model", spec.model}, {"params", spec.params}, {"inputs", spec.inputs}};
-  plugins_->plan(plan_job, [this, s, id = req.id, spec](bool ok, const Json& result) {
+  plugins_->plan(plan_job, [this, done, spec](bool ok, const Json& result) {
+    SubmitReply r;
     if (!ok) {
       std::string code = result.value("code", "internal");
-      const char* wire = code == "bad_input"         ? err::invalid_params
-                         : code == "unknown_model"   ? err::unknown_model
-                         : code == "missing_weights" ? err::missing_weights
-                                                     : err::internal;
-      s->error(id, wire, "cannot plan the job: " + result.value("message", ""));
+      r.code = code == "bad_input"         ? err::invalid_params
+               : code == "unknown_model"   ? err::unknown_model
+               : code == "missing_weights" ? err::missing_weights
+                                           : err::internal;
+      r.message = "cannot plan the job: " + result.value("message", "");
+      done(r);
       return;
     }
     Json plan = result;
@@ -134,11 +163,12 @@ void Daemon::do_submit(const SessionPtr& s, const Request& req) {
     // let the job fail when the scheduler reaches it.
     if (auto pin = spec.policy.find("rung"); pin != spec.policy.end() && pin->is_string()) {
       std::vector<std::string> names;
-      for (const auto& r : plan) names.push_back(r.value("rung", ""));
+      for (const auto& rung : plan) names.push_back(rung.value("rung", ""));
       if (std::find(names.begin(), names.end(), pin->get<std::string>()) == names.end()) {
-        s->error(id, err::invalid_params,
-                 "policy.rung: model '" + spec.model + "' has no rung '" + pin->get<std::string>() + "'" +
-                     did_you_mean(pin->get<std::string>(), names) + "; rungs: " + join(names));
+        r.code = err::invalid_params;
+        r.message = "policy.rung: model '" + spec.model + "' has no rung '" + pin->get<std::string>() + "'" +
+                    did_you_mean(pin->get<std::string>(), names) + "; rungs: " + join(names);
+        done(r);
         return;
       }
     }
@@ -146,13 +176,19 @@ void Daemon::do_submit(const SessionPtr& s, const Request& req) {
     try {
       auto submitted = store_->submit(spec, now_ms(), config_.daemon.max_queued_jobs, plan);
       if (!submitted.existed)
-        spdlog::info("job {}: queued ({}, priority {})", submitted.job.id, spec.model, spec.priority);
-      s->reply(id, Json{{"job", submitted.job.to_json()}, {"existed", submitted.existed}});
+        spdlog::info("job {}: queued ({}, priority {}, from {})", submitted.job.id, spec.model, spec.priority,
+                     spec.source);
+      r.ok = true;
+      r.job = submitted.job;
+      r.existed = submitted.existed;
+      done(r);
       job_changed(submitted.job.id);
       request_schedule();
     } catch (const StoreError& e) {
       if (e.code == StoreError::Code::storage) spdlog::error("submit refused: {}", e.what());
-      s->error(id, wire_code(e.code), e.what());
+      r.code = wire_code(e.code);
+      r.message = e.what();
+      done(r);
     }
   });
 }
