@@ -37,6 +37,7 @@
 namespace {
 
 using namespace reel::wan;
+namespace tensorio = reel::tensorio;
 using Clock = std::chrono::steady_clock;
 
 // Best of `repeats` runs (after one warm-up), in seconds.
