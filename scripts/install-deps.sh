@@ -21,7 +21,13 @@ PLUGIN_PACKAGES=(
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev
 )
 
-PACKAGES=("${BUILD_PACKAGES[@]}" "${PLUGIN_PACKAGES[@]}")
+# Reliability suite (docs/RELIABILITY.md): clang with libFuzzer and the sanitizer
+# runtimes for scripts/fuzz.sh.
+FUZZ_PACKAGES=(
+  clang libclang-rt-14-dev
+)
+
+PACKAGES=("${BUILD_PACKAGES[@]}" "${PLUGIN_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}")
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: this script needs a Debian-based system (dpkg, apt-get)." >&2

@@ -78,7 +78,7 @@ class Daemon : public RequestHandler {
   void launch(const Decision& d, const PlannedJob& job);
   void fail_unschedulable(const Decision& d);
   void on_worker_event(const std::string& job_id, const std::string& lease, const Json& event);
-  void on_worker_done(const std::string& job_id, const std::string& lease, const RunOutcome& outcome);
+  void on_worker_done(const std::string& job_id, const std::string& lease, const RunOutcome& reported);
   void record_peak(const Job& job, const RunOutcome& outcome);
   void job_changed(const std::string& job_id);
   size_t active_runs() const;
@@ -91,6 +91,10 @@ class Daemon : public RequestHandler {
   Json devices_json() const;
   // Applies measured peaks to a fresh plan (estimates only ever go up).
   void correct_plan(const std::string& model, Json& plan);
+
+  // Folders a job's local inputs may be in (input_roots.hpp): jobs.input_roots, and
+  // watched folders once there are any.
+  std::vector<std::string> input_roots() const;
 
   // Requests (requests.cpp)
   using Method = void (Daemon::*)(const SessionPtr&, const Request&);
