@@ -12,7 +12,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <csignal>
 #include <filesystem>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -242,6 +244,17 @@ TEST(Security, OutputsCannotBeSteeredOutOfTheOutputFolder) {
   ASSERT_TRUE(inside["ok"].get<bool>());
   Json done = h.wait_final(inside["result"]["job"]["id"]);
   EXPECT_EQ(done["state"], "succeeded") << done.dump();
+}
+
+// Found by the soak: a worker SIGKILLed just before reeld wrote a request to it made
+// the write raise SIGPIPE, which killed reeld without a word. The window is too narrow
+// to hit on purpose, so this checks the disposition: a SIGPIPE must not end reeld.
+TEST(Robustness, SigpipeDoesNotKillReeld) {
+  Harness h;
+  h.daemon.signal(SIGPIPE);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(h.daemon.running()) << "reeld died of SIGPIPE";
+  EXPECT_TRUE(h.c->call("status")["ok"].get<bool>());
 }
 
 }  // namespace

@@ -54,6 +54,11 @@ unsigned parse_mode(const std::string& octal) { return static_cast<unsigned>(std
 
 int Daemon::run() {
   started_ = std::chrono::steady_clock::now();
+  // Workers are reached through posix::stream_descriptor, whose writes are plain
+  // write(2): a worker SIGKILLed just before a request is written to it would raise
+  // SIGPIPE and kill reeld silently (found by the soak, tests/soak). Ignored, the write
+  // fails with EPIPE and the worker's death is handled like any other.
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     config_ = load_config(options_.config_path);
   } catch (const std::exception& e) {

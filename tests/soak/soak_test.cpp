@@ -4,13 +4,14 @@
 // at random REEL_SOAK_WORKER_KILLS times (default 20). Each submission carries an
 // idempotency key; a client that loses its connection before the answer reconnects
 // and sends the same submission again, so every submission ends acknowledged or
-// refused. Some are refused on purpose (an unknown model). At the end, read from the
+// refused. Some are refused on purpose (an unknown model). When no job is running at
+// the moment a worker kill is due, the chaos thread submits a 2-second "victim" job
+// (checked like every other) and kills its worker. At the end, read from the
 // database itself: every acknowledged job exists exactly once and is final, and no
 // refused one exists. Loopback only; bounded by REEL_SOAK_TIMEOUT_S (default 900).
 // Prints "soak: N acknowledged, L lost, D duplicated".
 #include <signal.h>
 
-#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -77,13 +78,29 @@ void run_client(int client, int count, const std::string& socket, Clock::time_po
   out.reconnects += reconnects;
 }
 
+// Submits one job like a client does: retried with the same key until answered.
+// Returns whether it was acknowledged; false when the deadline passed first.
+bool submit_until_answered(const std::string& socket, const Json& job, Clock::time_point deadline) {
+  while (Clock::now() < deadline) {
+    try {
+      RawClient c(socket);
+      c.hello();
+      return c.call("submit", {{"job", job}}).value("ok", false);
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  return false;
+}
+
 // The pids of reeld's model workers, from its own status.
 std::vector<pid_t> worker_pids(const std::string& socket) {
   std::vector<pid_t> pids;
   try {
     RawClient c(socket);
     c.hello();
-    for (const auto& w : c.call("status")["result"]["workers"])
+    Json status = c.call("status");   // kept: ranging over a part of a temporary dangles
+    for (const auto& w : status["result"]["workers"])
       if (w.value("pid", 0) > 0 && (w["state"] == "busy" || w["state"] == "starting")) pids.push_back(w["pid"].get<pid_t>());
   } catch (const std::exception&) {
   }
@@ -105,7 +122,6 @@ TEST(Soak, EveryAcknowledgedJobExistsOnceAndFinishesThroughKills) {
   d.start();
 
   Outcomes out;
-  std::atomic<bool> submitting{true};
   std::vector<std::thread> threads;
   for (int i = 0; i < clients; ++i)
     threads.emplace_back(run_client, i, total / clients + (i < total % clients ? 1 : 0), d.socket(), deadline,
@@ -114,10 +130,11 @@ TEST(Soak, EveryAcknowledgedJobExistsOnceAndFinishesThroughKills) {
   // Chaos, on this thread: kills at random moments while the clients submit and the
   // jobs run, until both quotas are spent.
   std::mt19937 rng(env_int("REEL_SOAK_SEED", 12345));
-  int daemon_killed = 0, worker_killed = 0;
+  int daemon_killed = 0, worker_killed = 0, victims = 0;
+  Clock::duration submitting_took{};
   std::thread waiter([&] {
     for (auto& t : threads) t.join();
-    submitting = false;
+    submitting_took = Clock::now() - t0;
   });
   while ((daemon_killed < daemon_kills || worker_killed < worker_kills) && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(100, 1200)(rng)));
@@ -130,18 +147,21 @@ TEST(Soak, EveryAcknowledgedJobExistsOnceAndFinishesThroughKills) {
     } else {
       auto pids = worker_pids(d.socket());
       if (pids.empty()) {
-        if (!submitting) {
-          // Nothing is running any more: give the queue a moment to start something.
-          std::this_thread::sleep_for(200ms);
+        // Nothing running right now: give the worker something to be killed in.
+        const std::string key = "victim-" + std::to_string(victims++);
+        Json job = {{"model", "sleep"}, {"params", {{"seconds", 2}, {"steps", 4}}}, {"idempotency_key", key}};
+        if (submit_until_answered(d.socket(), job, deadline)) {
+          std::lock_guard<std::mutex> lock(out.mu);
+          out.acknowledged.insert(key);
         }
-        continue;
+        wait_until([&] { return !(pids = worker_pids(d.socket())).empty(); }, 10s);
+        if (pids.empty()) continue;
       }
       ::kill(pids[std::uniform_int_distribution<size_t>(0, pids.size() - 1)(rng)], SIGKILL);
       ++worker_killed;
     }
   }
   waiter.join();
-  const auto submitted_after = Clock::now() - t0;
 
   // Let every acknowledged job finish.
   bool settled = wait_until([&] {
@@ -178,12 +198,14 @@ TEST(Soak, EveryAcknowledgedJobExistsOnceAndFinishesThroughKills) {
 
   std::printf("soak: %zu acknowledged, %d lost, %d duplicated\n", out.acknowledged.size(), lost, duplicated);
   std::printf("soak: %zu refused (%d stored), %zu jobs in the database, %d unfinished; %d daemon kills, %d worker "
-              "kills, %d client reconnects; submitting took %.1f s, everything %.1f s\n",
-              out.refused.size(), refused_stored, stored, unfinished, daemon_killed, worker_killed, out.reconnects,
-              std::chrono::duration<double>(submitted_after).count(),
+              "kills (%d victim jobs), %d client reconnects; submitting took %.1f s, everything %.1f s\n",
+              out.refused.size(), refused_stored, stored, unfinished, daemon_killed, worker_killed, victims,
+              out.reconnects,
+              std::chrono::duration<double>(submitting_took).count(),
               std::chrono::duration<double>(Clock::now() - t0).count());
   EXPECT_TRUE(settled) << "jobs were still queued or running at the deadline";
-  EXPECT_EQ(out.acknowledged.size() + out.refused.size(), static_cast<size_t>(total)) << "some clients ran out of time";
+  EXPECT_EQ(out.acknowledged.size() + out.refused.size(), static_cast<size_t>(total + victims))
+      << "some clients ran out of time";
   EXPECT_EQ(lost, 0);
   EXPECT_EQ(duplicated, 0);
   EXPECT_EQ(unfinished, 0);
