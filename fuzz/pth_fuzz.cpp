@@ -7,7 +7,7 @@
 #include <caffe2/serialize/inline_container.h>
 
 #include "fuzz_support.hpp"
-#include "tensorio/weights.hpp"
+#include "tensor_fuzz.hpp"
 
 using namespace reel;
 
@@ -35,12 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool raw_archive = in.size() >= 2 && in[0] == 'P' && in[1] == 'K';
   fuzz::MemFile file(raw_archive ? std::string(in) : archive_around(in));
   try {
-    for (auto& [name, t] : tensorio::load_pth(file.path())) {
-      if (t.numel() == 0) continue;
-      auto bytes = t.contiguous().reshape({-1}).view(torch::kUInt8);
-      volatile uint8_t sum = bytes.sum().item<int64_t>() & 0xFF;
-      (void)sum;
-    }
+    fuzz::read_every_byte(tensorio::load_pth(file.path()));
   } catch (const tensorio::WeightError&) {
   }
   return 0;
