@@ -27,7 +27,7 @@ CXX=clang++ cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebI
   fail "cmake could not configure $build (a build folder made by another compiler? remove it)"
 cmake --build "$build" -j "${JOBS:-$(nproc)}" --target fuzz_targets || fail "the fuzz targets did not build"
 
-read -r -a built < <(tr ';' ' ' < "$build/fuzz/targets.txt")
+read -r -a built <<< "$(tr ';' ' ' < "$build/fuzz/targets.txt")"
 read -r -a targets <<< "${FUZZ_TARGETS:-${built[*]}}"
 crashed=()
 export LSAN_OPTIONS="suppressions=$repo/fuzz/lsan.supp:print_suppressions=0"
