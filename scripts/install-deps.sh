@@ -27,7 +27,13 @@ REMOTE_PACKAGES=(
   openssl            # the TLS-verification test serves a self-signed certificate with openssl s_server
 )
 
-PACKAGES=("${BUILD_PACKAGES[@]}" "${PLUGIN_PACKAGES[@]}" "${REMOTE_PACKAGES[@]}")
+# Reliability suite (docs/RELIABILITY.md): clang with libFuzzer and the sanitizer
+# runtimes for scripts/fuzz.sh.
+FUZZ_PACKAGES=(
+  clang libclang-rt-14-dev
+)
+
+PACKAGES=("${BUILD_PACKAGES[@]}" "${PLUGIN_PACKAGES[@]}" "${REMOTE_PACKAGES[@]}" "${FUZZ_PACKAGES[@]}")
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-deps: this script needs a Debian-based system (dpkg, apt-get)." >&2

@@ -123,7 +123,29 @@ TEST(Config, ShippedFileDocumentsEveryKeyWithItsDefault) {
   Config c = parse_config(uncommented, "uncommented.toml");
   EXPECT_EQ(to_toml(c), to_toml(Config{}));
   EXPECT_EQ(keys_of(uncommented), keys_of(to_toml(Config{})));
-  EXPECT_EQ(keys_of(to_toml(Config{})).size(), 38u);
+  EXPECT_EQ(keys_of(to_toml(Config{})).size(), 40u);
+}
+
+TEST(Config, InputRootsAndParamsLimit) {
+  Config d = parse_config("", "empty.toml");
+  EXPECT_TRUE(d.jobs.input_roots.empty()) << "no local inputs unless the operator names folders";
+  EXPECT_EQ(d.jobs.max_params_bytes, 64 << 10);
+  Config c = parse_config("[jobs]\ninput_roots = [\"/srv/reel/in\", \"/data\"]\nmax_params_bytes = 4096\n", "j.toml");
+  EXPECT_EQ(c.jobs.input_roots, (std::vector<std::string>{"/srv/reel/in", "/data"}));
+  EXPECT_EQ(c.jobs.max_params_bytes, 4096);
+  EXPECT_EQ(parse_config(to_toml(c), "again.toml").jobs.input_roots, c.jobs.input_roots);
+  for (const auto& [text, message] : std::vector<std::pair<std::string, std::string>>{
+           {"[jobs]\ninput_roots = [\"in\"]", "j.toml:2: jobs.input_roots[0]: expected an absolute folder path, got 'in'"},
+           {"[jobs]\ninput_roots = \"/srv\"", "j.toml:2: jobs.input_roots: expected an array, got a string"},
+           {"[jobs]\nmax_params_bytes = 100", "j.toml:2: jobs.max_params_bytes: must be between 1024 and 67108864, got 100"},
+       }) {
+    try {
+      parse_config(text, "j.toml");
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const ConfigError& e) {
+      EXPECT_EQ(std::string(e.what()), message);
+    }
+  }
 }
 
 TEST(Config, EveryKeyIsRead) {

@@ -236,6 +236,17 @@ TEST(JobSpecJson, ParseErrorHasBytePosition) {
   EXPECT_TRUE(e.find("[json.exception") == std::string::npos) << e;
 }
 
+// Found by fuzz/job_spec_json_fuzz: a number too large for a double is not a
+// parse_error in nlohmann::json but out_of_range, which escaped and aborted reelctl
+// (and would have aborted reeld reading a watched folder's job file).
+TEST(JobSpecJson, NumberOverflowIsAJobSpecError) {
+  const std::string fuzz_input =
+      "\t\t\t\t\t\t\t\t\t5e555\x01" "f\t\t\t\t\t\t\t\t\t\t\t\t\t{\"modl\"5e555\x01\xf6" "e\xf6\x82";
+  EXPECT_TRUE(contains(error_of(fuzz_input, "job.json"), "job.json: invalid JSON: number overflow parsing '5e555'"));
+  EXPECT_TRUE(contains(error_of(R"({"model": "sleep", "params": {"seconds": 1e999}})", "job.json"),
+                       "job.json: invalid JSON: number overflow parsing '1e999'"));
+}
+
 TEST(JobSpecJson, TopLevelMustBeAnObject) {
   EXPECT_EQ(error_of("[1, 2]", "job.json"), "job.json: a job spec must be an object, got an array");
 }

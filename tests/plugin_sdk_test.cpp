@@ -109,7 +109,7 @@ TEST_F(Memtest, IdentityAndDescription) {
   const ModelInfo& m = models[0];
   EXPECT_EQ(m.name, "memtest");
   EXPECT_EQ(m.provider, "memtest");
-  ASSERT_EQ(m.params.size(), 5u);
+  ASSERT_EQ(m.params.size(), 6u);
   EXPECT_EQ(m.params[0].name, "megabytes");
   EXPECT_EQ(m.params[0].type, ParamSpec::Type::integer);
   EXPECT_EQ(m.params[0].min, 1.0);
@@ -117,6 +117,11 @@ TEST_F(Memtest, IdentityAndDescription) {
   EXPECT_EQ(m.params[0].default_value, Json(64));
   EXPECT_EQ(m.params[3].name, "oom_above_mb");
   EXPECT_EQ(m.params[4].name, "decode_oom_above_mb");
+  EXPECT_EQ(m.params[5].name, "output_name");   // security_test steers it out of the output folder
+  EXPECT_EQ(m.params[5].type, ParamSpec::Type::string);
+  ASSERT_EQ(m.inputs.size(), 1u);
+  EXPECT_EQ(m.inputs[0].role, "source");
+  EXPECT_FALSE(m.inputs[0].required);
   EXPECT_EQ(m.outputs, std::vector<std::string>{"application/json"});
   ASSERT_EQ(ladder.size(), 4u);
   EXPECT_EQ(ladder[0]["name"], "resident");

@@ -338,6 +338,8 @@ TEST(StoreErrorCode, Names) {
   EXPECT_STREQ(to_string(StoreError::Code::lease_mismatch), "lease_mismatch");
   EXPECT_STREQ(to_string(StoreError::Code::queue_full), "queue_full");
   EXPECT_STREQ(to_string(StoreError::Code::storage), "storage");
+  EXPECT_STREQ(to_string(StoreError::Code::disk_full), "disk_full");
+  EXPECT_STREQ(to_string(StoreError::Code::read_only), "read_only");
 }
 
 // ---------------------------------------------------------------- submit & queries
@@ -1086,7 +1088,7 @@ TEST_F(StoreTest, ConcurrentSubmitsFromFourThreads) {
 
 // ---------------------------------------------------------------- storage failures
 
-TEST_F(StoreTest, DiskFullIsAStorageErrorAndTheStoreRecovers) {
+TEST_F(StoreTest, DiskFullIsADiskFullErrorAndTheStoreRecovers) {
   auto store = open();
   auto kept = store->submit(spec(), 1).job.id;
   RawDb raw(db_path());
@@ -1100,7 +1102,8 @@ TEST_F(StoreTest, DiskFullIsAStorageErrorAndTheStoreRecovers) {
       store->submit(spec("sleep", {{"pad", big}, {"i", i}}), 2 + i);
       ++accepted;
     } catch (const StoreError& e) {
-      EXPECT_EQ(e.code, StoreError::Code::storage);
+      EXPECT_EQ(e.code, StoreError::Code::disk_full);
+      EXPECT_TRUE(is_storage_failure(e.code));
       msg = e.what();
     }
   }
@@ -1118,24 +1121,24 @@ TEST_F(StoreTest, DiskFullIsAStorageErrorAndTheStoreRecovers) {
   EXPECT_TRUE(store->get(kept));
 }
 
-TEST_F(StoreTest, ReadOnlyDatabaseIsAStorageError) {
+TEST_F(StoreTest, ReadOnlyDatabaseIsAReadOnlyError) {
   // Root ignores file modes, so this uses SQLite's query_only switch, which fails
   // writes with the same SQLITE_READONLY a read-only file or mount gives.
   auto store = open();
   auto id = store->submit(spec(), 1).job.id;
   store->TEST_exec("PRAGMA query_only = ON");
-  std::string msg = store_error_message([&] { store->submit(spec(), 2); }, StoreError::Code::storage);
+  std::string msg = store_error_message([&] { store->submit(spec(), 2); }, StoreError::Code::read_only);
   EXPECT_CONTAINS(msg, "read-only");
   EXPECT_CONTAINS(msg, db_path());
-  EXPECT_EQ(error_code([&] { store->cancel(id, 3); }), StoreError::Code::storage);
+  EXPECT_EQ(error_code([&] { store->cancel(id, 3); }), StoreError::Code::read_only);
   EXPECT_EQ(store->get(id)->state, JobState::queued);   // reads still work, nothing changed
   store->TEST_exec("PRAGMA query_only = OFF");
   EXPECT_EQ(store->cancel(id, 4).state, JobState::cancelled);
   EXPECT_EQ(store->counts().queued, 0);
 }
 
-TEST_F(StoreTest, ReadOnlyFileAndDirectoryIsAStorageError) {
-  if (geteuid() == 0) GTEST_SKIP() << "running as root: file modes do not restrict root (see ReadOnlyDatabaseIsAStorageError)";
+TEST_F(StoreTest, ReadOnlyFileAndDirectoryIsAReadOnlyError) {
+  if (geteuid() == 0) GTEST_SKIP() << "running as root: file modes do not restrict root (see ReadOnlyDatabaseIsAReadOnlyError)";
   std::string id;
   {
     auto store = open();
@@ -1148,7 +1151,7 @@ TEST_F(StoreTest, ReadOnlyFileAndDirectoryIsAStorageError) {
     store->submit(spec(), 2);
     ADD_FAILURE() << "a write to a read-only database succeeded";
   } catch (const StoreError& e) {
-    EXPECT_EQ(e.code, StoreError::Code::storage) << e.what();
+    EXPECT_EQ(e.code, StoreError::Code::read_only) << e.what();
     EXPECT_CONTAINS(std::string(e.what()), db_path());
     EXPECT_CONTAINS(std::string(e.what()), "is read-only");
   }

@@ -304,9 +304,10 @@ Key gpu_devices_key(std::string name, std::vector<std::string> Config::Gpu::*mem
 }
 
 // Folders: absolute paths, so the meaning does not depend on reeld's working directory.
-Key folder_list_key(std::string name, std::vector<std::string> Config::Plugins::*member) {
+template <class Section>
+Key folder_list_key(std::string name, Section Config::*section, std::vector<std::string> Section::*member) {
   return list_key(
-      std::move(name), &Config::plugins, member, 64,
+      std::move(name), section, member, 64,
       [](const toml::node& n, std::string& v) -> std::string {
         auto s = n.as_string();
         if (!s) return "expected an absolute folder path, got " + type_name(n);
@@ -515,6 +516,8 @@ const std::vector<Key>& keys() {
       REEL_KEY(jobs, max_crashes, Between{1, 100}),
       REEL_KEY(jobs, aging_seconds, AtLeast(1)),
       REEL_KEY(jobs, output_dir, AbsolutePathOrEmpty{}),
+      folder_list_key("jobs.input_roots", &Config::jobs, &Config::Jobs::input_roots),
+      REEL_KEY(jobs, max_params_bytes, Between{1024, 64 << 20}),
       REEL_KEY(log, level, OneOf{{"trace", "debug", "info", "warn", "error"}}),
       REEL_KEY(log, file, AbsolutePathOrEmpty{}),
       REEL_KEY(log, file_max_bytes, Between{1024, double(int64_t{1} << 40)}),
@@ -535,7 +538,7 @@ const std::vector<Key>& keys() {
       REEL_KEY(scheduler, degrade_now, AnyValue{}),
       REEL_KEY(scheduler, keep_alive_seconds, Between{0, 1e9}),
       REEL_KEY(scheduler, max_resident_models, Between{1, 1024}),
-      folder_list_key("plugins.dirs", &Config::Plugins::dirs),
+      folder_list_key("plugins.dirs", &Config::plugins, &Config::Plugins::dirs),
       REEL_KEY(plugins, load_timeout_seconds, Between{1, 3600}),
       watch_list_key(),
   };

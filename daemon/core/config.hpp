@@ -49,6 +49,10 @@ struct Config {
     int max_crashes = 3;               // runs that crashed the daemon or worker before the job is poison
     double aging_seconds = 300;        // a queued job gains one priority point per this much waiting
     std::string output_dir;            // "" -> <state_dir>/outputs
+    // Folders whose files jobs may name as inputs (input_roots.hpp); watched folders
+    // count too. Empty: no local file inputs over the socket (http(s) URLs only).
+    std::vector<std::string> input_roots;
+    int64_t max_params_bytes = 64 << 10;  // a submission's params, as compact JSON
   } jobs;
 
   struct Log {

@@ -172,15 +172,23 @@ JobSpec parse_toml(const std::string& text, Ctx c) {
 
 // ---- JSON ----
 
+// "[json.exception.parse_error.101] parse error at line 1, ..." -> "parse error at line 1, ..."
+std::string without_tag(const Json::exception& e) {
+  std::string what = e.what();
+  if (auto end = what.find("] "); what.rfind("[json.exception", 0) == 0 && end != std::string::npos)
+    what = what.substr(end + 2);
+  return what;
+}
+
 JobSpec parse_json(const std::string& text, Ctx c) {
   Json doc;
   try {
     doc = Json::parse(text);
   } catch (const Json::parse_error& e) {
-    std::string what = e.what();  // "[json.exception.parse_error.101] parse error at line 1, ..."
-    if (auto end = what.find("] "); what.rfind("[json.exception", 0) == 0 && end != std::string::npos)
-      what = what.substr(end + 2);
-    throw JobSpecError(c.name + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + what);
+    throw JobSpecError(c.name + ": invalid JSON at byte " + std::to_string(e.byte) + ": " + without_tag(e));
+  } catch (const Json::exception& e) {
+    // Not a parse_error: a number too large for a double ("1e999") is out_of_range.
+    throw JobSpecError(c.name + ": invalid JSON: " + without_tag(e));
   }
   return from_object(doc, c);
 }

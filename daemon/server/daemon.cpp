@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <filesystem>
 
@@ -38,9 +39,13 @@ void make_private_dir(const std::string& path, const char* what, const char* key
   if (ec)
     throw std::runtime_error(std::string("cannot create the ") + what + " " + path + ": " + ec.message() +
                              "; create it with write access for this user or set " + key);
-  if (::access(path.c_str(), R_OK | W_OK | X_OK) != 0)
+  if (::access(path.c_str(), R_OK | W_OK | X_OK) != 0) {
+    if (errno == EROFS)
+      throw std::runtime_error(std::string("the ") + what + " " + path + " is on a read-only filesystem; remount it "
+                               "read-write (nothing in it was changed) or set " + key);
     throw std::runtime_error(std::string("the ") + what + " " + path + " is not writable by this user; fix its "
                              "permissions or set " + key);
+  }
 }
 
 unsigned parse_mode(const std::string& octal) { return static_cast<unsigned>(std::stoul(octal, nullptr, 8)); }
@@ -49,8 +54,10 @@ unsigned parse_mode(const std::string& octal) { return static_cast<unsigned>(std
 
 int Daemon::run() {
   started_ = std::chrono::steady_clock::now();
-  // Requests to a worker are write(2)s on its socketpair end; a worker that has just
-  // exited must make them fail with EPIPE, not kill reeld with SIGPIPE.
+  // Workers are reached through posix::stream_descriptor, whose writes are plain
+  // write(2): a worker SIGKILLed just before a request is written to it would raise
+  // SIGPIPE and kill reeld silently (found by the soak, tests/soak). Ignored, the write
+  // fails with EPIPE and the worker's death is handled like any other.
   std::signal(SIGPIPE, SIG_IGN);
   try {
     config_ = load_config(options_.config_path);

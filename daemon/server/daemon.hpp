@@ -81,7 +81,7 @@ class Daemon : public RequestHandler {
   void add_remote_pools(SchedulerInput& in);
   void fail_unschedulable(const Decision& d);
   void on_worker_event(const std::string& job_id, const std::string& lease, const Json& event);
-  void on_worker_done(const std::string& job_id, const std::string& lease, const RunOutcome& outcome);
+  void on_worker_done(const std::string& job_id, const std::string& lease, const RunOutcome& reported);
   void record_peak(const Job& job, const RunOutcome& outcome);
   void job_changed(const std::string& job_id);
   size_t active_runs() const;
@@ -101,6 +101,9 @@ class Daemon : public RequestHandler {
   void watches_job_changed(const std::string& job_id);
   WatchFolder::Hooks watch_hooks();
   void do_watches(const SessionPtr&, const Request&);
+  // Folders a job's local inputs may be in (input_roots.hpp): jobs.input_roots, and
+  // watched folders once there are any.
+  std::vector<std::string> input_roots() const;
 
   // Requests (requests.cpp)
   using Method = void (Daemon::*)(const SessionPtr&, const Request&);

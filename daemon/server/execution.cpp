@@ -4,6 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/input_roots.hpp"
+#include "core/messages.hpp"
 #include "core/run_plan.hpp"
 #include "server/daemon.hpp"
 #include "server/model_workers.hpp"
@@ -182,8 +184,23 @@ void Daemon::record_peak(const Job& job, const RunOutcome& outcome) {
                     now_ms());
 }
 
-void Daemon::on_worker_done(const std::string& job_id, const std::string& lease, const RunOutcome& outcome) {
+void Daemon::on_worker_done(const std::string& job_id, const std::string& lease, const RunOutcome& reported) {
   const bool stopped = interrupted_by_stop_.erase(job_id) > 0;
+  RunOutcome outcome = reported;
+  // Outputs are handed to clients as paths: one outside the job's output folder (a
+  // parameter joined into a file name, "../../x") is refused, never recorded.
+  if (outcome.kind == RunOutcome::Kind::succeeded) {
+    const std::string dir = paths_.output_dir + "/" + job_id;
+    if (auto bad = outputs_outside(outcome.outputs, dir); !bad.empty()) {
+      outcome.kind = RunOutcome::Kind::failed;
+      outcome.error_code = "bad_input";   // running it again would do the same
+      outcome.message = "the model reported outputs outside the job's output folder " + dir + ": " + join(bad) +
+                        "; they were not recorded (a job parameter may steer a file name: report this to the "
+                        "plugin's author)";
+      outcome.outputs.clear();
+      spdlog::error("job {}: {}", job_id, outcome.message);
+    }
+  }
   try {
     auto job = store_->get(job_id);
     if (!job || job->lease != lease) {

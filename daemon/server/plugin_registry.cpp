@@ -77,7 +77,12 @@ void PluginRegistry::start_planner(const std::shared_ptr<Planner>& p, std::funct
     spdlog::error("plugin {} refused: {}; the daemon serves on without it", p->source, why);
   };
   try {
-    p->worker = WorkerProcess::spawn(io_, worker_exe_, {}, "planner " + p->source, [p](const std::string& how) {
+    // Weak: the planner owns its worker, so a strong capture here would be a cycle that
+    // outlives the registry (LeakSanitizer reported it at every clean shutdown).
+    p->worker = WorkerProcess::spawn(io_, worker_exe_, {}, "planner " + p->source,
+                                     [weak = std::weak_ptr<Planner>(p)](const std::string& how) {
+      auto p = weak.lock();
+      if (!p) return;
       if (p->ready) spdlog::warn("planner for {} exited ({}); it restarts on the next submission", p->source, how);
       p->ready = false;
     });

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/input_roots.hpp"
 #include "core/job_spec.hpp"
 #include "core/budget_scheduler.hpp"
 #include "core/messages.hpp"
@@ -30,6 +31,8 @@ const char* wire_code(StoreError::Code c) {
     case StoreError::Code::invalid_state: return err::invalid_state;
     case StoreError::Code::queue_full: return err::queue_full;
     case StoreError::Code::storage: return err::storage;
+    case StoreError::Code::disk_full: return err::disk_full;
+    case StoreError::Code::read_only: return err::read_only;
     case StoreError::Code::lease_mismatch: return err::internal;
   }
   return err::internal;
@@ -65,15 +68,19 @@ void Daemon::handle(const SessionPtr& session, const Request& req) {
     session->error(req.id, err::unknown_method, "unknown method '" + req.method + "'");
     return;
   }
-  if (is_mutating(req.method))
-    spdlog::info("request {} {} from {}", req.method, req.params.dump(-1, ' ', false, Json::error_handler_t::replace),
-                 session->peer().to_string());
+  if (is_mutating(req.method)) {
+    // Params can be up to jobs.max_params_bytes; the log gets their start, enough to tell jobs apart.
+    constexpr size_t kMaxLogged = 512;
+    std::string params = req.params.dump(-1, ' ', false, Json::error_handler_t::replace);
+    if (params.size() > kMaxLogged) params = params.substr(0, kMaxLogged) + "... (" + std::to_string(params.size()) + " bytes)";
+    spdlog::info("request {} {} from {}", req.method, params, session->peer().to_string());
+  }
   try {
     (this->*(it->second))(session, req);
   } catch (const RequestError& e) {
     session->error(req.id, e.code, e.what());
   } catch (const StoreError& e) {
-    if (e.code == StoreError::Code::storage)
+    if (is_storage_failure(e.code))
       spdlog::error("{} refused: {}", req.method, e.what());
     session->error(req.id, wire_code(e.code), e.what());
   } catch (const ParamError& e) {
@@ -97,6 +104,14 @@ void Daemon::do_submit(const SessionPtr& s, const Request& req) {
   auto job_json = req.params.find("job");
   if (job_json == req.params.end() || !job_json->is_object()) throw ParamError("'job' must be an object");
   JobSpec spec = job_spec_from_json(*job_json, "submit");
+  // Params are stored with the job and returned by every list; the request-size limit
+  // alone would let a few clients fill the database and make `list` replies huge.
+  const size_t params_bytes = spec.params.dump(-1, ' ', false, Json::error_handler_t::replace).size();
+  if (params_bytes > static_cast<size_t>(config_.jobs.max_params_bytes))
+    throw RequestError(err::invalid_params, "params are " + std::to_string(params_bytes) +
+                                                " bytes of JSON, over jobs.max_params_bytes (" +
+                                                std::to_string(config_.jobs.max_params_bytes) +
+                                                "); pass large data as an input file instead");
   if (spec.source != "ctl" && spec.source != "api")
     throw RequestError(err::bad_request, "source must be 'ctl' or 'api' over the socket (got '" + spec.source + "')");
   submit_job(std::move(spec), [s, id = req.id](const SubmitReply& r) {
@@ -136,6 +151,15 @@ void Daemon::validate_and_plan(JobSpec spec, std::function<void(const SubmitRepl
                                                " (`reelctl plugins` shows plugins that failed to load)");
   }
   spec.params = catalog.validate(spec);
+  const auto roots = input_roots();
+  for (auto& [role, path] : spec.inputs) {
+    InputCheck check = check_input(path, roots);
+    if (!check.allowed) {
+      spdlog::warn("submit from {} refused: input '{}': {}", spec.source, role, check.why);
+      throw RequestError(err::input_not_allowed, "input '" + role + "': " + check.why);
+    }
+    path = check.resolved;   // the worker reads what was checked, not a name that could move
+  }
   try {
     parse_job_policy(spec.policy, config_.scheduler.quality_fallback);
   } catch (const std::invalid_argument& e) {
@@ -185,12 +209,19 @@ void Daemon::validate_and_plan(JobSpec spec, std::function<void(const SubmitRepl
       job_changed(submitted.job.id);
       request_schedule();
     } catch (const StoreError& e) {
-      if (e.code == StoreError::Code::storage) spdlog::error("submit refused: {}", e.what());
+      if (is_storage_failure(e.code)) spdlog::error("submit refused: {}", e.what());
       r.code = wire_code(e.code);
       r.message = e.what();
       done(r);
     }
   });
+}
+
+std::vector<std::string> Daemon::input_roots() const {
+  std::vector<std::string> roots = config_.jobs.input_roots;
+  // A watched folder's inputs are claimed into <folder>/.reel/processing: the folder is a root.
+  for (const auto& w : config_.watches) roots.push_back(w.path);
+  return roots;
 }
 
 void Daemon::do_list(const SessionPtr& s, const Request& req) {

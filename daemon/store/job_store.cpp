@@ -10,8 +10,14 @@ const char* to_string(StoreError::Code c) {
     case StoreError::Code::lease_mismatch: return "lease_mismatch";
     case StoreError::Code::queue_full: return "queue_full";
     case StoreError::Code::storage: return "storage";
+    case StoreError::Code::disk_full: return "disk_full";
+    case StoreError::Code::read_only: return "read_only";
   }
   return "unknown";
+}
+
+bool is_storage_failure(StoreError::Code c) {
+  return c == StoreError::Code::storage || c == StoreError::Code::disk_full || c == StoreError::Code::read_only;
 }
 
 }  // namespace reel

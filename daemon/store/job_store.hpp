@@ -31,13 +31,18 @@ struct StoreError : std::runtime_error {
     invalid_state,    // e.g. cancel of a finished job, retry of a running one
     lease_mismatch,   // executor update with a stale or wrong lease
     queue_full,       // max queued jobs reached
-    storage,          // the database itself failed: disk full, read-only, I/O error
+    storage,          // the database itself failed: I/O error, corruption, cannot open, locked
+    disk_full,        // SQLITE_FULL: no space left; nothing was changed, retry once space is freed
+    read_only,        // SQLITE_READONLY: file, folder or mount not writable; nothing was changed
   };
   StoreError(Code c, const std::string& what) : std::runtime_error(what), code(c) {}
   Code code;
 };
 
 const char* to_string(StoreError::Code c);
+// The database failed (storage, disk_full, read_only), as opposed to a refusal of the
+// request itself; the daemon logs these for the operator.
+bool is_storage_failure(StoreError::Code c);
 
 struct JobFilter {
   std::optional<JobState> state;

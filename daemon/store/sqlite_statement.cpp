@@ -50,7 +50,10 @@ StoreError storage_error(sqlite3* db, int rc, std::string_view context) {
       break;
   }
   if (!context.empty()) what = std::string(context) + ": " + what;
-  return StoreError(StoreError::Code::storage, what);
+  StoreError::Code code = (rc & 0xFF) == SQLITE_FULL       ? StoreError::Code::disk_full
+                          : (rc & 0xFF) == SQLITE_READONLY ? StoreError::Code::read_only
+                                                           : StoreError::Code::storage;
+  return StoreError(code, what);
 }
 
 void exec(sqlite3* db, const char* sql, std::string_view context) {

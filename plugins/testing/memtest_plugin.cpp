@@ -129,8 +129,18 @@ class MemtestModel : public sdk::Model {
     stage(host, "decode", p.decode_bytes, p.decode_oom_above_mb, std::max<int64_t>(1, p.steps / 2), p.step_ms, p.rung);
     stages_run.push_back("decode");
 
-    std::string out = dirs.output_dir + "/memtest.json";
+    // Deliberately naive, like a careless plugin: the name is joined as given, so the
+    // daemon's check that outputs stay in their folder can be tested (security_test).
+    std::string out = dirs.output_dir + "/" + job["params"].value("output_name", std::string("memtest.json"));
     json result = {{"rung", p.rung.name}, {"stages_run", stages_run}, {"denoise_reused", reused}};
+    // The optional input is read and echoed, to show which file the worker really got.
+    auto inputs = job.value("inputs", json::object());
+    if (auto src = inputs.find("source"); src != inputs.end() && src->is_string()) {
+      std::ifstream f(src->get<std::string>(), std::ios::binary);
+      if (!f) throw sdk::BadInputError("memtest: cannot read input " + src->get<std::string>());
+      std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      result["source"] = {{"path", *src}, {"content", bytes}};
+    }
     write_file(out, result);
     return {{"outputs", {out}},
             {"info",
@@ -186,9 +196,11 @@ class MemtestPlugin : public sdk::Plugin {
         {"name": "oom_above_mb", "type": "integer", "min": 0, "max": 1048576, "default": 0,
          "help": "denoise fails with OOM when its allocation at the rung exceeds this many MiB; 0 never"},
         {"name": "decode_oom_above_mb", "type": "integer", "min": 0, "max": 1048576, "default": 0,
-         "help": "decode fails with OOM when its allocation at the rung exceeds this many MiB; 0 never"}
+         "help": "decode fails with OOM when its allocation at the rung exceeds this many MiB; 0 never"},
+        {"name": "output_name", "type": "string", "default": "memtest.json",
+         "help": "the output's file name, joined to the output folder as given (tests the daemon's output check)"}
       ],
-      "inputs": [],
+      "inputs": [{"role": "source", "required": false, "help": "a text file echoed into the output"}],
       "outputs": ["application/json"],
       "budget": "memory"
     })json");
