@@ -144,4 +144,50 @@ TEST(Media, PngIsLossless) {
   EXPECT_EQ(dec.rgb, rgb);
 }
 
+// Input images for image-to-video: a still decodes exactly, a video gives its first frame,
+// and anything else is refused with the path and what to use instead.
+TEST(Media, ReadImageDecodesAStillExactly) {
+  const int H = 50, W = 70;
+  auto rgb = gradient(1, H, W);
+  const std::string path = tmp("input.png");
+  reel::media::write_png(path, rgb.data(), W, H);
+  auto img = reel::media::read_image(path);
+  EXPECT_EQ(img.width, W);
+  EXPECT_EQ(img.height, H);
+  EXPECT_EQ(img.rgb, rgb);
+}
+
+TEST(Media, ReadImageTakesTheFirstFrameOfAVideo) {
+  const int F = 9, H = 64, W = 64;
+  auto rgb = gradient(F, H, W);
+  const std::string path = tmp("clip.mp4");
+  reel::media::write_mp4(path, rgb.data(), F, H, W, 16);
+  auto img = reel::media::read_image(path);
+  ASSERT_EQ(img.width, W);
+  ASSERT_EQ(img.height, H);
+  std::vector<uint8_t> first(rgb.begin(), rgb.begin() + H * W * 3);
+  EXPECT_LT(mean_abs_diff(img.rgb, first), 3.0);
+  // The second frame differs by 12 in blue: the decoded one must be the first.
+  std::vector<uint8_t> second(rgb.begin() + H * W * 3, rgb.begin() + 2 * H * W * 3);
+  EXPECT_LT(mean_abs_diff(img.rgb, first), mean_abs_diff(img.rgb, second));
+}
+
+TEST(Media, ReadImageRefusesAnUndecodableFile) {
+  const std::string path = tmp("cat.png");
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fputs("this is not an image at all, just some text pretending to be one", f);
+    std::fclose(f);
+  }
+  try {
+    reel::media::read_image(path);
+    FAIL() << "expected a MediaError";
+  } catch (const MediaError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not a decodable image"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(reel::media::read_image(tmp("missing.png")), MediaError);
+}
+
 }  // namespace
