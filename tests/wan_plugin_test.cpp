@@ -157,6 +157,54 @@ TEST(WanPlugin, MissingCheckpointNamesTheFirstMissingFile) {
 }
 
 
+#ifdef REEL_HAVE_MEDIA
+// Image-to-video through reelctl: the output keeps the image's aspect at the model's
+// max_area (a 2:1 landscape at 64*64 gives 80x32: latent 4x10, see wan::i2v_size), and an
+// image FFmpeg cannot decode fails the job with an error that says so.
+TEST(WanPlugin, TinyImageToVideoFollowsTheImageAspect) {
+  SKIP_WITHOUT_WAN();
+  Harness h;
+  const int W = 100, H = 50;
+  std::vector<uint8_t> rgb(static_cast<size_t>(W) * H * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 7);
+  const std::string png = h.dir.path() + "/cat.png";
+  media::write_png(png, rgb.data(), W, H);
+
+  CommandResult r = h.daemon.ctl({"submit", "wan2.1-i2v-tiny", "--input", "image=" + png, "--param",
+                                  "prompt=a cat on a sofa", "--wait"}, std::chrono::seconds(240));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  Json jobs = h.c->call("list")["result"]["jobs"];
+  ASSERT_EQ(jobs.size(), 1u) << jobs.dump();
+  Json done = h.job(jobs[0]["id"]);
+  ASSERT_EQ(done["state"], "succeeded") << done.dump();
+  std::string mp4;
+  for (const auto& o : done["outputs"])
+    if (ends_with(o.get<std::string>(), ".mp4")) mp4 = o.get<std::string>();
+  ASSERT_FALSE(mp4.empty()) << done.dump();
+  media::VideoInfo info = media::read_video_info(mp4);
+  EXPECT_EQ(info.width, 80);
+  EXPECT_EQ(info.height, 32);
+  EXPECT_EQ(info.frames, 9);
+}
+
+TEST(WanPlugin, UndecodableImageFailsTheJobClearly) {
+  SKIP_WITHOUT_WAN();
+  Harness h;
+  const std::string bad = h.dir.path() + "/cat.png";
+  write_file(bad, "not a picture, only text that claims to be a png");
+  CommandResult r = h.daemon.ctl({"submit", "wan2.1-i2v-tiny", "--input", "image=" + bad, "--param", "prompt=x",
+                                  "--wait"}, std::chrono::seconds(240));
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  Json jobs = h.c->call("list")["result"]["jobs"];
+  ASSERT_EQ(jobs.size(), 1u) << jobs.dump();
+  Json done = h.job(jobs[0]["id"]);
+  EXPECT_EQ(done["state"], "failed") << done.dump();
+  const std::string error = done.value("error", std::string());
+  EXPECT_NE(error.find("not a decodable image"), std::string::npos) << done.dump();
+  EXPECT_NE(error.find(bad), std::string::npos) << done.dump();
+}
+#endif
+
 // Straight through the plugin ABI (no daemon): a second run in the same work_dir (a retry
 // after, say, an OOM in decode) reuses the denoised latent; cancellation is honoured.
 struct Hooks : RunHooks {
