@@ -1,6 +1,7 @@
 // The `wan` plugin (plugins/wan/wan_plugin.cpp) through the real daemon and worker
 // processes: the tiny random-weight model end to end (MP4 + sidecar), a bad frames
-// value, and a real model whose checkpoint folder is empty. Skipped when the plugin was
+// value, and a real model whose checkpoint folder is empty; image-to-video through reelctl
+// (size from the image's aspect, an undecodable image) and through a watched media set. Skipped when the plugin was
 // not built (no LibTorch or no FFmpeg on this machine).
 #include <filesystem>
 #include <fstream>
@@ -27,9 +28,10 @@ struct Harness {
   TempDir dir;
   Daemon daemon;
   std::unique_ptr<RawClient> c;
-  explicit Harness(std::vector<std::string> env = {}) : daemon(dir.path(), "", std::move(env)) {
-    write_file(daemon.config_path(),
-               read_file(daemon.config_path()) + "[plugins]\ndirs = [\"" + kPluginDir + "\"]\n");
+  explicit Harness(std::vector<std::string> env = {}, const std::string& extra_config = "")
+      : daemon(dir.path(), "", std::move(env)) {
+    write_file(daemon.config_path(), read_file(daemon.config_path()) + "[plugins]\ndirs = [\"" + kPluginDir +
+                                         "\"]\n" + extra_config);
     daemon.start();
     c = std::make_unique<RawClient>(daemon.socket());
     c->hello();
@@ -50,6 +52,13 @@ struct Harness {
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// The job's output whose name ends with `tail`, or "" when there is none.
+std::string output_ending(const Json& job, const std::string& tail) {
+  for (const auto& o : job.value("outputs", Json::array()))
+    if (ends_with(o.get<std::string>(), tail)) return o.get<std::string>();
+  return "";
 }
 
 #define SKIP_WITHOUT_WAN()                                                                  \
@@ -177,9 +186,7 @@ TEST(WanPlugin, TinyImageToVideoFollowsTheImageAspect) {
   ASSERT_EQ(jobs.size(), 1u) << jobs.dump();
   Json done = h.job(jobs[0]["id"]);
   ASSERT_EQ(done["state"], "succeeded") << done.dump();
-  std::string mp4;
-  for (const auto& o : done["outputs"])
-    if (ends_with(o.get<std::string>(), ".mp4")) mp4 = o.get<std::string>();
+  const std::string mp4 = output_ending(done, ".mp4");
   ASSERT_FALSE(mp4.empty()) << done.dump();
   media::VideoInfo info = media::read_video_info(mp4);
   EXPECT_EQ(info.width, 80);
@@ -202,6 +209,37 @@ TEST(WanPlugin, UndecodableImageFailsTheJobClearly) {
   const std::string error = done.value("error", std::string());
   EXPECT_NE(error.find("not a decodable image"), std::string::npos) << done.dump();
   EXPECT_NE(error.find(bad), std::string::npos) << done.dump();
+}
+
+// A watched folder with a media set (cat.png + cat.txt) for the i2v model: one job with the
+// image as its input and the text as its prompt, and a video at the image's aspect.
+TEST(WanPlugin, WatchedMediaSetMakesAnImageToVideoJob) {
+  SKIP_WITHOUT_WAN();
+  TempDir in_dir;
+  const std::string in = in_dir.path();
+  Harness h({}, "\n[[watch]]\npath = \"" + in + "\"\nkind = \"media_set\"\nmodel = \"wan2.1-i2v-tiny\"\n"
+                "settle_seconds = 0.5\n");
+  const int W = 50, H = 100;  // portrait 1:2 -> 32x80
+  std::vector<uint8_t> rgb(static_cast<size_t>(W) * H * 3, 128);
+  media::write_png(in + "/.cat.png.tmp", rgb.data(), W, H);
+  write_file(in + "/cat.txt", "a cat turns its head\n");
+  std::filesystem::rename(in + "/.cat.png.tmp", in + "/cat.png");
+  Json jobs;
+  ASSERT_TRUE(wait_until([&] {
+    jobs = h.c->call("list")["result"]["jobs"];
+    if (jobs.size() != 1) return false;
+    std::string st = jobs[0]["state"];
+    return st == "succeeded" || st == "failed";
+  }, 240s)) << jobs.dump();
+  Json done = h.job(jobs[0]["id"]);
+  ASSERT_EQ(done["state"], "succeeded") << done.dump();
+  EXPECT_EQ(done["params"]["prompt"], "a cat turns its head");
+  EXPECT_TRUE(ends_with(done["inputs"]["image"].get<std::string>(), "cat.png")) << done.dump();
+  const std::string mp4 = output_ending(done, ".mp4");
+  ASSERT_FALSE(mp4.empty()) << done.dump();
+  media::VideoInfo info = media::read_video_info(mp4);
+  EXPECT_EQ(info.width, 32);
+  EXPECT_EQ(info.height, 80);
 }
 #endif
 
