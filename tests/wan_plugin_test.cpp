@@ -209,6 +209,11 @@ TEST(WanPlugin, UndecodableImageFailsTheJobClearly) {
   const std::string error = done.value("error", std::string());
   EXPECT_NE(error.find("not a decodable image"), std::string::npos) << done.dump();
   EXPECT_NE(error.find(bad), std::string::npos) << done.dump();
+
+  // No image at all: refused at submission, naming the input.
+  Json none = h.c->call("submit", {{"job", {{"model", "wan2.1-i2v-tiny"}, {"params", {{"prompt", "x"}}}}}});
+  ASSERT_FALSE(none["ok"].get<bool>()) << none.dump();
+  EXPECT_NE(none["error"]["message"].get<std::string>().find("requires input 'image'"), std::string::npos) << none.dump();
 }
 
 // A watched folder with a media set (cat.png + cat.txt) for the i2v model: one job with the
