@@ -29,7 +29,18 @@ struct Fixture {
 
 std::vector<float> floats(const nlohmann::json& a) { return a.get<std::vector<float>>(); }
 
-TEST(WanI2VPipelineGolden, ImageToVideoMatchesTheReferenceStepByStep) {
+// Placement must not change the numbers (as in the t2v pipeline test): all blocks resident,
+// one streamed, all streamed, and blocks stored in bf16 (compared at bf16's precision).
+struct Placement {
+  const char* name;
+  int64_t resident_blocks;  // -1: all
+  bool bf16_blocks;
+};
+
+class WanI2VPipelineGolden : public ::testing::TestWithParam<Placement> {};
+
+TEST_P(WanI2VPipelineGolden, ImageToVideoMatchesTheReferenceStepByStep) {
+  const Placement placement = GetParam();
   Fixture f;
   const auto& p = f.golden["pipeline"];
   const int64_t frames = p["frames"];
@@ -61,8 +72,10 @@ TEST(WanI2VPipelineGolden, ImageToVideoMatchesTheReferenceStepByStep) {
                                "models_t5_umt5-xxl-enc-bf16.pth");
   T5Encoder t5 = T5Encoder::load(t5_weights, f.golden["t5"]["num_heads"].get<int64_t>());
 
-  WanDiT loaded = WanDiT::load_dir(f.ckpt);
-  DiTRunner dit(std::move(loaded), torch::kCPU, /*resident_blocks=*/1);  // one block streamed as well
+  WanDiT loaded = WanDiT::load_dir(f.ckpt, true, placement.bf16_blocks ? torch::kBFloat16 : torch::kFloat32);
+  const int64_t blocks = loaded.num_blocks();
+  DiTRunner dit(std::move(loaded), torch::kCPU, placement.resident_blocks < 0 ? blocks : placement.resident_blocks);
+  const double rtol = placement.bf16_blocks ? 5e-2 : 1e-3, atol = placement.bf16_blocks ? 5e-2 : 1e-4;
 
   torch::Tensor noise = f.expected.at("noise");
   auto shape = latent_shape(vae.config().z_dim, frames, size.height, size.width, vae.temporal_factor(),
@@ -83,13 +96,19 @@ TEST(WanI2VPipelineGolden, ImageToVideoMatchesTheReferenceStepByStep) {
   int64_t checked = 0;
   torch::Tensor latent = denoise(dit, req, [&](int64_t step, int64_t, const torch::Tensor& x) {
     std::string key = "latent_after_step_" + std::to_string(step - 1);
-    EXPECT_TRUE(close(x, f.expected.at(key), 1e-3, 1e-4)) << key;
+    EXPECT_TRUE(close(x, f.expected.at(key), rtol, atol)) << key;
     ++checked;
     return true;
   });
   EXPECT_EQ(checked, req.steps);
-  EXPECT_TRUE(close(vae.decode(latent), f.expected.at("video"), 1e-3, 1e-3)) << "decoded video";
+  EXPECT_TRUE(close(vae.decode(latent), f.expected.at("video"), std::max(rtol, 1e-3), std::max(atol, 1e-3)))
+      << "decoded video";
 }
+
+INSTANTIATE_TEST_SUITE_P(Placements, WanI2VPipelineGolden,
+                         ::testing::Values(Placement{"resident", -1, false}, Placement{"block_swap", 1, false},
+                                           Placement{"sequential", 0, false}, Placement{"bf16_blocks", -1, true}),
+                         [](const ::testing::TestParamInfo<Placement>& i) { return std::string(i.param.name); });
 
 TEST(WanI2VSize, FollowsTheReferenceFormula) {
   // 480p defaults: max_area 480*832 on a 16:9 landscape and a portrait image.
