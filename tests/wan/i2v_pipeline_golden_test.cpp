@@ -27,15 +27,8 @@ struct Fixture {
   tensorio::TensorMap expected = tensorio::load_safetensors(dir + "/golden/pipeline.safetensors");
 };
 
-std::vector<float> floats(const nlohmann::json& a) { return a.get<std::vector<float>>(); }
-
-// Placement must not change the numbers (as in the t2v pipeline test): all blocks resident,
-// one streamed, all streamed, and blocks stored in bf16 (compared at bf16's precision).
-struct Placement {
-  const char* name;
-  int64_t resident_blocks;  // -1: all
-  bool bf16_blocks;
-};
+using reel::golden::floats;
+using reel::golden::Placement;
 
 class WanI2VPipelineGolden : public ::testing::TestWithParam<Placement> {};
 
@@ -75,7 +68,7 @@ TEST_P(WanI2VPipelineGolden, ImageToVideoMatchesTheReferenceStepByStep) {
   WanDiT loaded = WanDiT::load_dir(f.ckpt, true, placement.bf16_blocks ? torch::kBFloat16 : torch::kFloat32);
   const int64_t blocks = loaded.num_blocks();
   DiTRunner dit(std::move(loaded), torch::kCPU, placement.resident_blocks < 0 ? blocks : placement.resident_blocks);
-  const double rtol = placement.bf16_blocks ? 5e-2 : 1e-3, atol = placement.bf16_blocks ? 5e-2 : 1e-4;
+  const double rtol = placement.rtol(), atol = placement.atol();
 
   torch::Tensor noise = f.expected.at("noise");
   auto shape = latent_shape(vae.config().z_dim, frames, size.height, size.width, vae.temporal_factor(),
@@ -105,10 +98,7 @@ TEST_P(WanI2VPipelineGolden, ImageToVideoMatchesTheReferenceStepByStep) {
       << "decoded video";
 }
 
-INSTANTIATE_TEST_SUITE_P(Placements, WanI2VPipelineGolden,
-                         ::testing::Values(Placement{"resident", -1, false}, Placement{"block_swap", 1, false},
-                                           Placement{"sequential", 0, false}, Placement{"bf16_blocks", -1, true}),
-                         [](const ::testing::TestParamInfo<Placement>& i) { return std::string(i.param.name); });
+INSTANTIATE_TEST_SUITE_P(Placements, WanI2VPipelineGolden, reel::golden::placements(), reel::golden::placement_name);
 
 TEST(WanI2VSize, FollowsTheReferenceFormula) {
   // 480p defaults: max_area 480*832 on a 16:9 landscape and a portrait image.
