@@ -3,6 +3,7 @@
 // value, and a real model whose checkpoint folder is empty; image-to-video through reelctl
 // (size from the image's aspect, an undecodable image) and through a watched media set. Skipped when the plugin was
 // not built (no LibTorch or no FFmpeg on this machine).
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -272,6 +273,39 @@ Json cpu_rung(PluginLibrary& lib, const std::string& model) {
       for (const auto& r : m["ladder"])
         if (r["name"] == "cpu") return r;
   return Json();
+}
+
+// What the plugin describes: t2v models take width/height; i2v models take max_area and
+// require the input role "image".
+TEST(WanPlugin, DescribesImageToVideoInputsAndParams) {
+  SKIP_WITHOUT_WAN();
+  auto lib = PluginLibrary::open(kWanPlugin);
+  const Json description = lib->describe();
+  auto model = [&](const std::string& name) {
+    for (const auto& m : description["models"])
+      if (m["name"] == name) return m;
+    return Json();
+  };
+  auto param_names = [](const Json& m) {
+    std::vector<std::string> names;
+    for (const auto& p : m["params"]) names.push_back(p["name"]);
+    return names;
+  };
+  const Json t2v = model("wan2.1-t2v-tiny");
+  ASSERT_FALSE(t2v.is_null());
+  EXPECT_EQ(param_names(t2v).at(2), "width");
+  EXPECT_EQ(param_names(t2v).at(3), "height");
+  EXPECT_TRUE(t2v["inputs"].empty());
+  for (const std::string name : {"wan2.1-i2v-tiny", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p"}) {
+    const Json i2v = model(name);
+    ASSERT_FALSE(i2v.is_null()) << name;
+    ASSERT_EQ(i2v["inputs"].size(), 1u) << i2v.dump();
+    EXPECT_EQ(i2v["inputs"][0]["role"], "image");
+    EXPECT_EQ(i2v["inputs"][0]["required"], true);
+    const auto names = param_names(i2v);
+    EXPECT_NE(std::find(names.begin(), names.end(), "max_area"), names.end()) << name;
+    EXPECT_EQ(std::find(names.begin(), names.end(), "width"), names.end()) << name;
+  }
 }
 
 TEST(WanPlugin, RetryReusesTheDenoisedLatentAndCancelStops) {

@@ -416,10 +416,13 @@ class WanPlugin : public sdk::Plugin {
                           {"help", "the first frame: PNG, JPEG, WebP, or a video (its first frame)"},
                           {"kinds", json::array({"image/png", "image/jpeg", "image/webp", "video/mp4"})}});
       } else {
-        params.push_back({{"name", "width"}, {"type", "integer"}, {"min", 16}, {"max", m.max_side}, {"default", m.width},
-                          {"help", "pixels, a multiple of 16"}});
-        params.push_back({{"name", "height"}, {"type", "integer"}, {"min", 16}, {"max", m.max_side},
-                          {"default", m.height}, {"help", "pixels, a multiple of 16"}});
+        // After prompt and negative_prompt, where they have always been listed.
+        const json width = {{"name", "width"}, {"type", "integer"}, {"min", 16}, {"max", m.max_side},
+                            {"default", m.width}, {"help", "pixels, a multiple of 16"}};
+        const json height = {{"name", "height"}, {"type", "integer"}, {"min", 16}, {"max", m.max_side},
+                             {"default", m.height}, {"help", "pixels, a multiple of 16"}};
+        params.insert(params.begin() + 2, width);
+        params.insert(params.begin() + 3, height);
       }
       out.push_back({{"name", m.name},
                      {"description", m.description},
