@@ -1,6 +1,7 @@
 // The FFmpeg writer: an MP4 written from RGB frames decodes back to the same count, size,
 // frame rate and (up to H.264 + yuv420p rounding) the same pixels; PNG is lossless;
 // errors name the path.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +13,10 @@
 #include <gtest/gtest.h>
 
 #include "media/video_writer.hpp"
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+}
 
 namespace {
 
@@ -155,6 +160,51 @@ TEST(Media, ReadImageDecodesAStillExactly) {
   EXPECT_EQ(img.width, W);
   EXPECT_EQ(img.height, H);
   EXPECT_EQ(img.rgb, rgb);
+}
+
+// A gray gradient as a baseline JPEG, written with libavcodec's MJPEG encoder (one
+// full-range 4:2:0 frame; neutral chroma, so RGB = Y after decoding).
+std::vector<uint8_t> write_gray_jpeg(const std::string& path, int W, int H) {
+  const AVCodec* codec = avcodec_find_encoder(AV_CODEC_ID_MJPEG);
+  if (!codec) return {};
+  AVCodecContext* ctx = avcodec_alloc_context3(codec);
+  ctx->width = W, ctx->height = H, ctx->pix_fmt = AV_PIX_FMT_YUVJ420P, ctx->time_base = AVRational{1, 25};
+  ctx->flags |= AV_CODEC_FLAG_QSCALE;
+  ctx->global_quality = FF_QP2LAMBDA * 2;  // high quality
+  std::vector<uint8_t> gray(static_cast<size_t>(W) * H);
+  if (avcodec_open2(ctx, codec, nullptr) == 0) {
+    AVFrame* f = av_frame_alloc();
+    f->format = ctx->pix_fmt, f->width = W, f->height = H, f->quality = ctx->global_quality;
+    av_frame_get_buffer(f, 0);
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x) f->data[0][y * f->linesize[0] + x] = gray[y * W + x] = static_cast<uint8_t>(40 + 2 * x + y);
+    for (int p = 1; p < 3; ++p)
+      for (int y = 0; y < H / 2; ++y) std::fill_n(f->data[p] + y * f->linesize[p], W / 2, uint8_t{128});
+    AVPacket* pkt = av_packet_alloc();
+    if (avcodec_send_frame(ctx, f) == 0 && avcodec_receive_packet(ctx, pkt) == 0) {
+      std::FILE* out = std::fopen(path.c_str(), "wb");
+      std::fwrite(pkt->data, 1, pkt->size, out);
+      std::fclose(out);
+    }
+    av_packet_free(&pkt);
+    av_frame_free(&f);
+  }
+  avcodec_free_context(&ctx);
+  return gray;
+}
+
+TEST(Media, ReadImageDecodesAJpeg) {
+  const int W = 64, H = 48;
+  const std::string path = tmp("photo.jpg");
+  std::vector<uint8_t> gray = write_gray_jpeg(path, W, H);
+  if (!fs::exists(path)) GTEST_SKIP() << "this FFmpeg has no MJPEG encoder to make the test image";
+  auto img = reel::media::read_image(path);
+  ASSERT_EQ(img.width, W);
+  ASSERT_EQ(img.height, H);
+  double diff = 0;
+  for (size_t i = 0; i < gray.size(); ++i)
+    for (int c = 0; c < 3; ++c) diff += std::abs(int(img.rgb[i * 3 + c]) - int(gray[i]));
+  EXPECT_LT(diff / double(gray.size() * 3), 3.0) << "JPEG is lossy, but a smooth gradient survives";
 }
 
 TEST(Media, ReadImageTakesTheFirstFrameOfAVideo) {
