@@ -1,7 +1,9 @@
 // The `wan` plugin (plugins/wan/wan_plugin.cpp) through the real daemon and worker
 // processes: the tiny random-weight model end to end (MP4 + sidecar), a bad frames
-// value, and a real model whose checkpoint folder is empty. Skipped when the plugin was
+// value, and a real model whose checkpoint folder is empty; image-to-video through reelctl
+// (size from the image's aspect, an undecodable image) and through a watched media set. Skipped when the plugin was
 // not built (no LibTorch or no FFmpeg on this machine).
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -27,9 +29,10 @@ struct Harness {
   TempDir dir;
   Daemon daemon;
   std::unique_ptr<RawClient> c;
-  explicit Harness(std::vector<std::string> env = {}) : daemon(dir.path(), "", std::move(env)) {
-    write_file(daemon.config_path(),
-               read_file(daemon.config_path()) + "[plugins]\ndirs = [\"" + kPluginDir + "\"]\n");
+  explicit Harness(std::vector<std::string> env = {}, const std::string& extra_config = "")
+      : daemon(dir.path(), "", std::move(env)) {
+    write_file(daemon.config_path(), read_file(daemon.config_path()) + "[plugins]\ndirs = [\"" + kPluginDir +
+                                         "\"]\n" + extra_config);
     daemon.start();
     c = std::make_unique<RawClient>(daemon.socket());
     c->hello();
@@ -50,6 +53,13 @@ struct Harness {
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// The job's output whose name ends with `tail`, or "" when there is none.
+std::string output_ending(const Json& job, const std::string& tail) {
+  for (const auto& o : job.value("outputs", Json::array()))
+    if (ends_with(o.get<std::string>(), tail)) return o.get<std::string>();
+  return "";
 }
 
 #define SKIP_WITHOUT_WAN()                                                                  \
@@ -157,6 +167,88 @@ TEST(WanPlugin, MissingCheckpointNamesTheFirstMissingFile) {
 }
 
 
+#ifdef REEL_HAVE_MEDIA
+// Image-to-video through reelctl: the output keeps the image's aspect at the model's
+// max_area (a 2:1 landscape at 64*64 gives 80x32: latent 4x10, see wan::i2v_size), and an
+// image FFmpeg cannot decode fails the job with an error that says so.
+TEST(WanPlugin, TinyImageToVideoFollowsTheImageAspect) {
+  SKIP_WITHOUT_WAN();
+  Harness h;
+  const int W = 100, H = 50;
+  std::vector<uint8_t> rgb(static_cast<size_t>(W) * H * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 7);
+  const std::string png = h.dir.path() + "/cat.png";
+  media::write_png(png, rgb.data(), W, H);
+
+  CommandResult r = h.daemon.ctl({"submit", "wan2.1-i2v-tiny", "--input", "image=" + png, "--param",
+                                  "prompt=a cat on a sofa", "--wait"}, std::chrono::seconds(240));
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  Json jobs = h.c->call("list")["result"]["jobs"];
+  ASSERT_EQ(jobs.size(), 1u) << jobs.dump();
+  Json done = h.job(jobs[0]["id"]);
+  ASSERT_EQ(done["state"], "succeeded") << done.dump();
+  const std::string mp4 = output_ending(done, ".mp4");
+  ASSERT_FALSE(mp4.empty()) << done.dump();
+  media::VideoInfo info = media::read_video_info(mp4);
+  EXPECT_EQ(info.width, 80);
+  EXPECT_EQ(info.height, 32);
+  EXPECT_EQ(info.frames, 9);
+}
+
+TEST(WanPlugin, UndecodableImageFailsTheJobClearly) {
+  SKIP_WITHOUT_WAN();
+  Harness h;
+  const std::string bad = h.dir.path() + "/cat.png";
+  write_file(bad, "not a picture, only text that claims to be a png");
+  CommandResult r = h.daemon.ctl({"submit", "wan2.1-i2v-tiny", "--input", "image=" + bad, "--param", "prompt=x",
+                                  "--wait"}, std::chrono::seconds(240));
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  Json jobs = h.c->call("list")["result"]["jobs"];
+  ASSERT_EQ(jobs.size(), 1u) << jobs.dump();
+  Json done = h.job(jobs[0]["id"]);
+  EXPECT_EQ(done["state"], "failed") << done.dump();
+  const std::string error = done.value("error", std::string());
+  EXPECT_NE(error.find("not a decodable image"), std::string::npos) << done.dump();
+  EXPECT_NE(error.find(bad), std::string::npos) << done.dump();
+
+  // No image at all: refused at submission, naming the input.
+  Json none = h.c->call("submit", {{"job", {{"model", "wan2.1-i2v-tiny"}, {"params", {{"prompt", "x"}}}}}});
+  ASSERT_FALSE(none["ok"].get<bool>()) << none.dump();
+  EXPECT_NE(none["error"]["message"].get<std::string>().find("requires input 'image'"), std::string::npos) << none.dump();
+}
+
+// A watched folder with a media set (cat.png + cat.txt) for the i2v model: one job with the
+// image as its input and the text as its prompt, and a video at the image's aspect.
+TEST(WanPlugin, WatchedMediaSetMakesAnImageToVideoJob) {
+  SKIP_WITHOUT_WAN();
+  TempDir in_dir;
+  const std::string in = in_dir.path();
+  Harness h({}, "\n[[watch]]\npath = \"" + in + "\"\nkind = \"media_set\"\nmodel = \"wan2.1-i2v-tiny\"\n"
+                "settle_seconds = 0.5\n");
+  const int W = 50, H = 100;  // portrait 1:2 -> 32x80
+  std::vector<uint8_t> rgb(static_cast<size_t>(W) * H * 3, 128);
+  media::write_png(in + "/.cat.png.tmp", rgb.data(), W, H);
+  write_file(in + "/cat.txt", "a cat turns its head\n");
+  std::filesystem::rename(in + "/.cat.png.tmp", in + "/cat.png");
+  Json jobs;
+  ASSERT_TRUE(wait_until([&] {
+    jobs = h.c->call("list")["result"]["jobs"];
+    if (jobs.size() != 1) return false;
+    std::string st = jobs[0]["state"];
+    return st == "succeeded" || st == "failed";
+  }, 240s)) << jobs.dump();
+  Json done = h.job(jobs[0]["id"]);
+  ASSERT_EQ(done["state"], "succeeded") << done.dump();
+  EXPECT_EQ(done["params"]["prompt"], "a cat turns its head");
+  EXPECT_TRUE(ends_with(done["inputs"]["image"].get<std::string>(), "cat.png")) << done.dump();
+  const std::string mp4 = output_ending(done, ".mp4");
+  ASSERT_FALSE(mp4.empty()) << done.dump();
+  media::VideoInfo info = media::read_video_info(mp4);
+  EXPECT_EQ(info.width, 32);
+  EXPECT_EQ(info.height, 80);
+}
+#endif
+
 // Straight through the plugin ABI (no daemon): a second run in the same work_dir (a retry
 // after, say, an OOM in decode) reuses the denoised latent; cancellation is honoured.
 struct Hooks : RunHooks {
@@ -181,6 +273,39 @@ Json cpu_rung(PluginLibrary& lib, const std::string& model) {
       for (const auto& r : m["ladder"])
         if (r["name"] == "cpu") return r;
   return Json();
+}
+
+// What the plugin describes: t2v models take width/height; i2v models take max_area and
+// require the input role "image".
+TEST(WanPlugin, DescribesImageToVideoInputsAndParams) {
+  SKIP_WITHOUT_WAN();
+  auto lib = PluginLibrary::open(kWanPlugin);
+  const Json description = lib->describe();
+  auto model = [&](const std::string& name) {
+    for (const auto& m : description["models"])
+      if (m["name"] == name) return m;
+    return Json();
+  };
+  auto param_names = [](const Json& m) {
+    std::vector<std::string> names;
+    for (const auto& p : m["params"]) names.push_back(p["name"]);
+    return names;
+  };
+  const Json t2v = model("wan2.1-t2v-tiny");
+  ASSERT_FALSE(t2v.is_null());
+  EXPECT_EQ(param_names(t2v).at(2), "width");
+  EXPECT_EQ(param_names(t2v).at(3), "height");
+  EXPECT_TRUE(t2v["inputs"].empty());
+  for (const std::string name : {"wan2.1-i2v-tiny", "wan2.1-i2v-14b-480p", "wan2.1-i2v-14b-720p"}) {
+    const Json i2v = model(name);
+    ASSERT_FALSE(i2v.is_null()) << name;
+    ASSERT_EQ(i2v["inputs"].size(), 1u) << i2v.dump();
+    EXPECT_EQ(i2v["inputs"][0]["role"], "image");
+    EXPECT_EQ(i2v["inputs"][0]["required"], true);
+    const auto names = param_names(i2v);
+    EXPECT_NE(std::find(names.begin(), names.end(), "max_area"), names.end()) << name;
+    EXPECT_EQ(std::find(names.begin(), names.end(), "width"), names.end()) << name;
+  }
 }
 
 TEST(WanPlugin, RetryReusesTheDenoisedLatentAndCancelStops) {

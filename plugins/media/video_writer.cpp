@@ -233,7 +233,7 @@ VideoInfo read_video_info(const std::string& path) {
   return info;
 }
 
-DecodedVideo decode_frames(const std::string& path) {
+DecodedVideo decode_frames(const std::string& path, int64_t max_frames) {
   OpenInput in = open_input(path);
   const AVCodec* codec = avcodec_find_decoder(in.st->codecpar->codec_id);
   if (!codec) fail(path, std::string("no decoder for ") + avcodec_get_name(in.st->codecpar->codec_id));
@@ -253,8 +253,9 @@ DecodedVideo decode_frames(const std::string& path) {
   Packet pkt(av_packet_alloc());
   SwsContext* sws_raw = nullptr;  // cached across frames, freed below
   Sws sws_owner;
+  auto enough = [&] { return max_frames > 0 && v.frames >= max_frames; };
   auto take = [&]() {
-    for (;;) {
+    while (!enough()) {
       r = avcodec_receive_frame(dec.get(), frame.get());
       if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return;
       if (r < 0) fail(path, "decoding failed", r);
@@ -278,7 +279,7 @@ DecodedVideo decode_frames(const std::string& path) {
       av_frame_unref(frame.get());
     }
   };
-  while ((r = av_read_frame(in.fmt.get(), pkt.get())) >= 0) {
+  while (!enough() && (r = av_read_frame(in.fmt.get(), pkt.get())) >= 0) {
     if (pkt->stream_index == in.stream) {
       int s = avcodec_send_packet(dec.get(), pkt.get());
       av_packet_unref(pkt.get());
@@ -288,10 +289,23 @@ DecodedVideo decode_frames(const std::string& path) {
       av_packet_unref(pkt.get());
     }
   }
+  if (enough()) return v;
   if (r != AVERROR_EOF) fail(path, "reading failed", r);
   avcodec_send_packet(dec.get(), nullptr);  // drain
   take();
   return v;
+}
+
+DecodedImage read_image(const std::string& path) {
+  DecodedVideo v;
+  try {
+    v = decode_frames(path, 1);
+  } catch (const MediaError& e) {
+    throw MediaError(std::string(e.what()) + " (not a decodable image: use PNG, JPEG, WebP or a video)");
+  }
+  if (v.frames < 1) fail(path, "no image frame in the file (not a decodable image: use PNG, JPEG, WebP or a video)");
+  v.rgb.resize(static_cast<size_t>(v.width) * v.height * 3);
+  return {v.width, v.height, std::move(v.rgb)};
 }
 
 void write_png(const std::string& path, const uint8_t* rgb, int width, int height) {

@@ -54,8 +54,18 @@ struct DecodedVideo {
   double fps = 0;
   std::vector<uint8_t> rgb;  // frames*height*width*3, the layout above
 };
-// Decodes every frame of the first video stream to RGB (using the stream's colour matrix).
-DecodedVideo decode_frames(const std::string& path);
+// Decodes the frames of the first video stream to RGB (using the stream's colour matrix):
+// all of them, or the first `max_frames` when that is positive.
+DecodedVideo decode_frames(const std::string& path, int64_t max_frames = -1);
+
+struct DecodedImage {
+  int width = 0, height = 0;
+  std::vector<uint8_t> rgb;  // height*width*3, rows top to bottom
+};
+// An input image for a model: a still (PNG, JPEG, WebP, ... anything FFmpeg demuxes as an
+// image) or the first frame of a video, as RGB (alpha dropped). Throws MediaError naming
+// the path and saying it is not a decodable image when FFmpeg cannot read a frame.
+DecodedImage read_image(const std::string& path);
 
 // A single RGB image (width*height*3 bytes) as PNG, via libavcodec's PNG encoder.
 void write_png(const std::string& path, const uint8_t* rgb, int width, int height);

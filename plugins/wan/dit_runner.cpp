@@ -19,6 +19,10 @@ DiTRunner::DiTRunner(WanDiT dit, const torch::Device& device, int64_t resident_b
   }
 }
 
+torch::Tensor DiTRunner::on_device(const torch::Tensor& t) const {
+  return t.defined() ? t.to(device_) : t;
+}
+
 int64_t DiTRunner::device_block_bytes() const {
   int64_t n = 0;
   for (const auto& b : resident_) n += b.bytes();
@@ -53,18 +57,20 @@ void DiTRunner::run_blocks(std::vector<DiTState*> states) {
 
 std::pair<torch::Tensor, torch::Tensor> DiTRunner::forward_pair(const torch::Tensor& x, const torch::Tensor& t,
                                                                 const torch::Tensor& context,
-                                                                const torch::Tensor& negative, int64_t seq_len) {
+                                                                const torch::Tensor& negative, int64_t seq_len,
+                                                                const torch::Tensor& clip_fea, const torch::Tensor& y) {
   torch::NoGradGuard no_grad;
-  DiTState cond = dit_.embed(x.to(device_), t.to(device_), context.to(device_), seq_len);
-  DiTState uncond = dit_.embed(x.to(device_), t.to(device_), negative.to(device_), seq_len);
+  const torch::Tensor clip = on_device(clip_fea), cond_y = on_device(y);
+  DiTState cond = dit_.embed(x.to(device_), t.to(device_), context.to(device_), seq_len, clip, cond_y);
+  DiTState uncond = dit_.embed(x.to(device_), t.to(device_), negative.to(device_), seq_len, clip, cond_y);
   run_blocks({&cond, &uncond});
   return {dit_.head(cond).to(torch::kFloat32), dit_.head(uncond).to(torch::kFloat32)};
 }
 
 torch::Tensor DiTRunner::forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& context,
-                                 int64_t seq_len) {
+                                 int64_t seq_len, const torch::Tensor& clip_fea, const torch::Tensor& y) {
   torch::NoGradGuard no_grad;
-  DiTState s = dit_.embed(x.to(device_), t.to(device_), context.to(device_), seq_len);
+  DiTState s = dit_.embed(x.to(device_), t.to(device_), context.to(device_), seq_len, on_device(clip_fea), on_device(y));
   run_blocks({&s});
   return dit_.head(s).to(torch::kFloat32);
 }

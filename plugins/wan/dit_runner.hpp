@@ -30,11 +30,14 @@ class DiTRunner {
   DiTRunner(WanDiT dit, const torch::Device& device, int64_t resident_blocks, bool fp8_blocks = false);
 
   // x [C, F, H, W], t [1], contexts [L, text_dim] -> (cond, uncond) [out_dim, F, H, W].
+  // i2v: clip_fea and y as WanDiT::forward takes them, the same for both passes (undefined
+  // for t2v).
   std::pair<torch::Tensor, torch::Tensor> forward_pair(const torch::Tensor& x, const torch::Tensor& t,
                                                        const torch::Tensor& context, const torch::Tensor& negative,
-                                                       int64_t seq_len);
+                                                       int64_t seq_len, const torch::Tensor& clip_fea = {},
+                                                       const torch::Tensor& y = {});
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& context,
-                        int64_t seq_len);
+                        int64_t seq_len, const torch::Tensor& clip_fea = {}, const torch::Tensor& y = {});
 
   const DiTConfig& config() const { return dit_.config(); }
   const torch::Device& device() const { return device_; }
@@ -45,6 +48,7 @@ class DiTRunner {
 
  private:
   void run_blocks(std::vector<DiTState*> states);
+  torch::Tensor on_device(const torch::Tensor& t) const;  // undefined stays undefined
 
   WanDiT dit_;                      // embeddings and head, on the device
   torch::Device device_;

@@ -18,6 +18,7 @@ constexpr int64_t kMiB = int64_t{1} << 20;
 struct Params {
   int64_t dit = 0, dit_block = 0, dit_block_matrix = 0, dit_other = 0;
   int64_t t5 = 0, t5_block = 0, vae = 0;
+  int64_t clip = 0;  // i2v: the vision tower's loaded part (every block but the last)
 };
 
 bool starts_with(const std::string& s, const std::string& head) { return s.compare(0, head.size(), head) == 0; }
@@ -42,6 +43,11 @@ Params params_of(const ModelSpec& m) {
     if (starts_with(name, "blocks.0.")) p.t5_block += numel(shape);
   }
   p.vae = count_params(vae_shapes(m.vae));
+  if (m.i2v) {
+    const std::string last = "visual.transformer." + std::to_string(m.clip.num_layers - 1) + ".";
+    for (const auto& [name, shape] : clip_shapes(m.clip))
+      if (!starts_with(name, last)) p.clip += numel(shape);
+  }
   return p;
 }
 
@@ -65,9 +71,9 @@ const json& ladder() {
   static const json l = json::parse(R"json([
     {"name": "resident", "kind": "placement", "help": "T5, DiT and VAE on the GPU",
      "settings": {"t5": "device", "vae": "device", "dit": "resident", "relative_time": 1.0}},
-    {"name": "t5-cpu", "kind": "placement", "help": "text encoder on the CPU",
+    {"name": "t5-cpu", "kind": "placement", "help": "text encoder (and i2v's CLIP) on the CPU",
      "settings": {"t5": "cpu", "vae": "device", "dit": "resident", "relative_time": 1.05}},
-    {"name": "vae-cpu", "kind": "placement", "help": "text encoder and VAE on the CPU",
+    {"name": "vae-cpu", "kind": "placement", "help": "text encoder (and i2v's CLIP) and VAE on the CPU",
      "settings": {"t5": "cpu", "vae": "cpu", "dit": "resident", "relative_time": 1.5}},
     {"name": "vae-tiled", "kind": "placement", "help": "text encoder on the CPU, VAE decoded in spatial tiles",
      "settings": {"t5": "cpu", "vae": "device", "vae_tiled": true, "dit": "resident", "relative_time": 1.3}},
@@ -159,15 +165,24 @@ MemoryEstimate estimate(const ModelSpec& m, const JobShape& s, const Rung& r) {
   const int64_t t5_upcast = m.t5_stored_bytes == 4 ? 0 : p.t5_block * 4;  // one block in fp32
   const int64_t t5_weights = p.t5 * m.t5_stored_bytes, vae_weights = p.vae * 4;
   const int64_t video_u8 = s.frames * s.height * s.width * 3;
+  // i2v: CLIP sits with T5 (same rungs move both to the CPU): weights fp32 on the CPU, bf16
+  // on CUDA, computed in fp32 (one weight upcast at a time); activations of one image. The
+  // conditioning's VAE encode stays under vae_peak (the encoder is narrower than the decoder).
+  const int64_t clip_tokens = m.i2v ? (m.clip.image_size / m.clip.patch_size) * (m.clip.image_size / m.clip.patch_size) + 1 : 0;
+  const int64_t clip_acts = m.i2v ? clip_tokens * (4 * m.clip.dim + m.clip.mlp_dim) * 4 * 2 +
+                                        m.clip.num_heads * clip_tokens * clip_tokens * 4 * 2 + m.clip.dim * m.clip.mlp_dim * 4
+                                  : 0;
+  const int64_t clip_host = p.clip * 4, clip_device = p.clip * 2;
+  const int64_t text_acts = std::max(t5_acts + t5_upcast, clip_acts);
 
   MemoryEstimate e;
   if (r.cpu_only) {
     // Blocks computed from their stored dtype; a non-fp32 block is upcast (current + prefetched).
     const int64_t dit_weights = p.dit * m.dit_stored_bytes;
     const int64_t dit_upcast = m.dit_stored_bytes == 4 ? 0 : 2 * p.dit_block * 4;
-    e.resident_host = dit_weights + t5_weights + vae_weights;
+    e.resident_host = dit_weights + t5_weights + vae_weights + clip_host;
     e.host = kWorkerOverheadBytes + e.resident_host +
-             std::max({acts + attn + dit_upcast, t5_acts + t5_upcast, vae_peak}) + video_u8;
+             std::max({acts + attn + dit_upcast, text_acts, vae_peak}) + video_u8;
     return e;
   }
 
@@ -179,12 +194,12 @@ MemoryEstimate estimate(const ModelSpec& m, const JobShape& s, const Rung& r) {
     dit_device += R * p.dit_block * c + (R < L ? 2 * p.dit_block * c : 0);  // streamed: current + prefetched
   const int64_t dit_host = (L - R) * p.dit_block * c;                      // pinned copies of the streamed blocks
 
-  e.resident_device = dit_device + (r.t5_cpu ? 0 : p.t5 * 2) + (r.vae_cpu ? 0 : vae_weights);
-  e.device = e.resident_device + std::max({acts + attn, r.t5_cpu ? int64_t{0} : t5_acts + t5_upcast,
+  e.resident_device = dit_device + (r.t5_cpu ? 0 : p.t5 * 2 + clip_device) + (r.vae_cpu ? 0 : vae_weights);
+  e.device = e.resident_device + std::max({acts + attn, r.t5_cpu ? int64_t{0} : text_acts,
                                            r.vae_cpu ? int64_t{0} : vae_peak});
-  e.resident_host = dit_host + (r.t5_cpu ? t5_weights : 0) + (r.vae_cpu ? vae_weights : 0);
+  e.resident_host = dit_host + (r.t5_cpu ? t5_weights + clip_host : 0) + (r.vae_cpu ? vae_weights : 0);
   e.host = kWorkerOverheadBytes + e.resident_host +
-           std::max(r.t5_cpu ? t5_acts + t5_upcast : int64_t{0}, r.vae_cpu ? vae_peak : int64_t{0}) + video + video_u8;
+           std::max(r.t5_cpu ? text_acts : int64_t{0}, r.vae_cpu ? vae_peak : int64_t{0}) + video + video_u8;
   return e;
 }
 

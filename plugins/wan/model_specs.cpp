@@ -11,6 +11,8 @@ const char* const kDefaultNegativePrompt =
     "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，"
     "手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走";
 
+const char* const kClipCheckpoint = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth";
+
 const std::vector<float> kVaeMean = {-0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.1745f, 0.9653f, -0.1517f, 1.5508f,
                                      0.4134f,  -0.0715f, 0.5517f,  -0.3632f, -0.1922f, -0.9497f, 0.2503f, -0.2921f};
 const std::vector<float> kVaeStd = {2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1.7708f, 2.6052f, 2.0743f,
@@ -62,6 +64,42 @@ const std::vector<ModelSpec>& models() {
     big.default_dir = "/var/lib/reel/models/Wan2.1-T2V-14B";
     big.dit = {5120, 13824, 256, 40, 40, 512};
     v.push_back(big);
+
+    // Image-to-video (wan/configs/wan_i2v_14B.py; generate.py's defaults: 40 steps, shift
+    // 3.0 at 480p and 5.0 otherwise, guide 5.0, 81 frames).
+    ModelSpec tiny_i2v = tiny;
+    tiny_i2v.name = "wan2.1-i2v-tiny";
+    tiny_i2v.description =
+        "Wan 2.1 image-to-video architecture at tiny sizes, random weights, for smoke tests "
+        "(byte-level tokenizer; the output is noise-like, its size follows the image's aspect)";
+    tiny_i2v.i2v = true;
+    tiny_i2v.clip = {28, 14, 40, 160, 4, 3};
+    tiny_i2v.dit.in_dim = 36, tiny_i2v.dit.img_dim = tiny_i2v.clip.dim;
+    tiny_i2v.max_area = 64 * 64;
+    v.push_back(tiny_i2v);
+
+    ModelSpec i2v = big;
+    i2v.name = "wan2.1-i2v-14b-480p";
+    i2v.description = "Wan 2.1 image-to-video, 14B, 480p (official checkpoint from $REEL_WAN21_I2V_14B_480P_DIR)";
+    i2v.env_var = "REEL_WAN21_I2V_14B_480P_DIR";
+    i2v.repo = "Wan-AI/Wan2.1-I2V-14B-480P";
+    i2v.default_dir = "/var/lib/reel/models/Wan2.1-I2V-14B-480P";
+    i2v.i2v = true;
+    i2v.clip = {224, 14, 1280, 5120, 16, 32};
+    i2v.dit.in_dim = 36, i2v.dit.img_dim = i2v.clip.dim;
+    i2v.steps = 40, i2v.shift = 3.0;
+    i2v.max_area = 480 * 832;
+    v.push_back(i2v);
+
+    ModelSpec i2v_720 = i2v;
+    i2v_720.name = "wan2.1-i2v-14b-720p";
+    i2v_720.description = "Wan 2.1 image-to-video, 14B, 720p (official checkpoint from $REEL_WAN21_I2V_14B_720P_DIR)";
+    i2v_720.env_var = "REEL_WAN21_I2V_14B_720P_DIR";
+    i2v_720.repo = "Wan-AI/Wan2.1-I2V-14B-720P";
+    i2v_720.default_dir = "/var/lib/reel/models/Wan2.1-I2V-14B-720P";
+    i2v_720.width = 1280, i2v_720.height = 720, i2v_720.shift = 5.0;
+    i2v_720.max_area = 720 * 1280;
+    v.push_back(i2v_720);
     return v;
   }();
   return m;
@@ -102,6 +140,39 @@ Shapes dit_shapes(const DitDims& d, int64_t text_dim) {
     s.push_back({p + "ffn.0.bias", {F}});
     s.push_back({p + "ffn.2.weight", {D, F}});
     s.push_back({p + "ffn.2.bias", {D}});
+    if (d.img_dim > 0) {
+      for (const char* l : {"k_img", "v_img"}) {
+        s.push_back({p + "cross_attn." + l + ".weight", {D, D}});
+        s.push_back({p + "cross_attn." + l + ".bias", {D}});
+      }
+      s.push_back({p + "cross_attn.norm_k_img.weight", {D}});
+    }
+  }
+  if (d.img_dim > 0) {  // MLPProj: LayerNorm, Linear, GELU, Linear, LayerNorm
+    const int64_t I = d.img_dim;
+    for (auto [l, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"0.weight", {I}}, {"0.bias", {I}}, {"1.weight", {I, I}}, {"1.bias", {I}},
+             {"3.weight", {D, I}}, {"3.bias", {D}}, {"4.weight", {D}}, {"4.bias", {D}}})
+      s.push_back({"img_emb.proj." + l, shape});
+  }
+  return s;
+}
+
+Shapes clip_shapes(const ClipDims& c) {
+  const int64_t D = c.dim, M = c.mlp_dim, P = c.patch_size, grid = c.image_size / c.patch_size;
+  Shapes s = {{"visual.patch_embedding.weight", {D, 3, P, P}},
+              {"visual.cls_embedding", {1, 1, D}},
+              {"visual.pos_embedding", {1, grid * grid + 1, D}},
+              {"visual.pre_norm.weight", {D}},
+              {"visual.pre_norm.bias", {D}}};
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = "visual.transformer." + std::to_string(i) + ".";
+    for (auto [l, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"norm1.weight", {D}}, {"norm1.bias", {D}}, {"attn.to_qkv.weight", {3 * D, D}},
+             {"attn.to_qkv.bias", {3 * D}}, {"attn.proj.weight", {D, D}}, {"attn.proj.bias", {D}},
+             {"norm2.weight", {D}}, {"norm2.bias", {D}}, {"mlp.0.weight", {M, D}}, {"mlp.0.bias", {M}},
+             {"mlp.2.weight", {D, M}}, {"mlp.2.bias", {D}}})
+      s.push_back({p + l, shape});
   }
   return s;
 }

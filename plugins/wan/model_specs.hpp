@@ -1,4 +1,4 @@
-// The Wan 2.1 text-to-video models reel offers, as data: their sizes, defaults and
+// The Wan 2.1 text-to-video and image-to-video models reel offers, as data: their sizes, defaults and
 // limits, the published key names and shapes of every weight (from the sizes), and the
 // tiny model's fixed-seed random weights and byte-level tokenizer. Pure data and
 // functions of it; ladder.hpp turns sizes into memory estimates, wan_plugin.cpp serves it.
@@ -19,11 +19,19 @@ using Shapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
 
 // The reference's default negative prompt (wan/configs/shared_config.py sample_neg_prompt).
 extern const char* const kDefaultNegativePrompt;
+// The CLIP checkpoint's file name in an i2v model folder.
+extern const char* const kClipCheckpoint;
 // Wan 2.1's latent normalisation (wan/modules/vae.py, WanVAE.__init__ mean / std).
 extern const std::vector<float> kVaeMean, kVaeStd;
 
 struct DitDims {
   int64_t dim, ffn_dim, freq_dim, num_heads, num_layers, text_len, in_dim = 16, out_dim = 16;
+  int64_t img_dim = 0;  // i2v: the CLIP token width img_emb takes (in_dim 36); 0 for t2v
+};
+// The CLIP vision tower (clip_encoder.hpp); num_layers counts the published blocks, the
+// last of which is never run.
+struct ClipDims {
+  int64_t image_size, patch_size, dim, mlp_dim, num_heads, num_layers;
 };
 struct T5Dims {
   int64_t vocab, dim, dim_attn, dim_ffn, num_heads, num_layers, num_buckets;
@@ -42,14 +50,17 @@ struct ModelSpec {
   DitDims dit;
   T5Dims t5;
   VaeDims vae;
+  bool i2v = false;  // image-to-video: a required "image" input, CLIP, output size from max_area
+  ClipDims clip{};   // i2v only
   // Bytes per stored weight as the checkpoint publishes them (DiT fp32 in the official
   // releases, the T5 bf16); the VAE is always held in float32.
-  int64_t dit_stored_bytes = 4, t5_stored_bytes = 2;
+  int64_t dit_stored_bytes = 4, t5_stored_bytes = 2, clip_stored_bytes = 4;
   // defaults and ranges
   int64_t width, height, frames, steps;
   double shift, guide;
   std::string solver;
   int64_t max_side, max_frames;
+  int64_t max_area = 0;  // i2v: the default pixel area (the output keeps the image's aspect)
 };
 
 const std::vector<ModelSpec>& models();
@@ -59,6 +70,7 @@ const ModelSpec* find_model(const std::string& name);  // nullptr when unknown
 Shapes dit_shapes(const DitDims& d, int64_t text_dim);
 Shapes t5_shapes(const T5Dims& t);
 Shapes vae_shapes(const VaeDims& v);  // WanVAE_: Encoder3d, conv1, conv2, Decoder3d
+Shapes clip_shapes(const ClipDims& c);  // the vision tower's visual.* (the text tower is not needed)
 int64_t count_params(const Shapes& s);
 
 // Random weights with a fixed seed: biases 0, norm scales (gamma, norm*.weight) 1, every

@@ -36,7 +36,7 @@ torch::Tensor denoise(DiTRunner& dit, const DenoiseRequest& r, const StepHook& h
   const int64_t n = timesteps.size(0);
   for (int64_t i = 0; i < n; ++i) {
     torch::Tensor t = timesteps[i].reshape({1}).to(dit.device(), torch::kFloat32);
-    auto [cond, uncond] = dit.forward_pair(latent, t, r.context, r.negative, seq_len);
+    auto [cond, uncond] = dit.forward_pair(latent, t, r.context, r.negative, seq_len, r.clip_fea, r.y);
     latent = sampler->step(cfg_combine(cond, uncond, r.guide_scale), i, latent);
     if (hook && !hook(i + 1, n, latent)) throw std::runtime_error("cancelled");
   }

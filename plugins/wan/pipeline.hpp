@@ -21,6 +21,9 @@ struct DenoiseRequest {
   torch::Tensor noise;          // [z_dim, F_lat, H_lat, W_lat] float32: the starting latent
   torch::Tensor context;        // [L, text_dim]: the prompt's T5 output rows
   torch::Tensor negative;       // [L', text_dim]: the negative prompt's
+  // i2v only (undefined for t2v), given to both guidance branches: the CLIP image tokens
+  // [1, L_img, img_dim] and the conditioning y [4 + z_dim, F_lat, H_lat, W_lat] (i2v.hpp).
+  torch::Tensor clip_fea, y;
   int64_t steps = 50;
   double shift = 5.0;
   double guide_scale = 5.0;

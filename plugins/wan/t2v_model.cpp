@@ -18,7 +18,7 @@ torch::Dtype stored_float_dtype(const tensorio::Weights& w, const std::string& n
 
 DiTConfig tiny_dit_config(const ModelSpec& m) {
   DiTConfig cfg;
-  cfg.model_type = "t2v";
+  cfg.model_type = m.dit.img_dim > 0 ? "i2v" : "t2v";
   cfg.dim = m.dit.dim, cfg.ffn_dim = m.dit.ffn_dim, cfg.freq_dim = m.dit.freq_dim;
   cfg.in_dim = m.dit.in_dim, cfg.out_dim = m.dit.out_dim, cfg.num_heads = m.dit.num_heads;
   cfg.num_layers = m.dit.num_layers, cfg.text_len = m.dit.text_len, cfg.eps = 1e-6;
@@ -71,6 +71,10 @@ T2VModel T2VModel::load(const ModelSpec& spec, const Rung& rung, const std::stri
     dit = WanDiT::load(ditw, tiny_dit_config(spec), true, cuda ? torch::kBFloat16 : torch::kFloat32);
     tensorio::Weights vaew(random_weights(vae_shapes(spec.vae), 0x7aeULL), spec.name + ":vae(random)");
     m.vae_ = WanVae::load(vaew, kVaeMean, kVaeStd).to(vae_device);
+    if (spec.i2v) {
+      tensorio::Weights clipw(random_weights(clip_shapes(spec.clip), 0xc11bULL), spec.name + ":clip(random)");
+      m.clip_ = ClipImageEncoder::load(clipw, spec.clip.num_heads).to(t5_device);
+    }
   } else {
     m.tokenizer_.emplace(dir + "/google/umt5-xxl/spiece.model", spec.dit.text_len);
     {
@@ -87,6 +91,12 @@ T2VModel T2VModel::load(const ModelSpec& spec, const Rung& rung, const std::stri
       dit = WanDiT::load(w, read_dit_config(dir + "/config.json"), true, blocks);
     }
     m.vae_ = WanVae::load_file(dir + "/Wan2.1_VAE.pth", kVaeMean, kVaeStd).to(vae_device);
+    if (spec.i2v) {
+      const std::string path = dir + "/" + kClipCheckpoint;
+      tensorio::Weights w(tensorio::load_pth(path), path);
+      const bool on_cuda = t5_device.is_cuda();
+      m.clip_ = ClipImageEncoder::load(w, spec.clip.num_heads, on_cuda ? torch::kBFloat16 : torch::kFloat32).to(t5_device);
+    }
   }
   if (cuda) dit.set_compute_dtype(torch::kBFloat16);
   const int64_t resident = rung.cpu_only ? dit.num_blocks() : rung.resident_blocks(dit.num_blocks());
@@ -99,6 +109,16 @@ torch::Tensor T2VModel::encode(const std::string& text) const {
   Tokens tok = tokenizer_ ? tokenizer_->encode(text) : byte_tokens(text, spec_->t5.vocab, spec_->dit.text_len);
   auto [ids, mask] = to_tensors(tok);
   return t5_->forward(ids, mask)[0].slice(0, 0, tok.seq_len).to(torch::kCPU);
+}
+
+torch::Tensor T2VModel::encode_image(const torch::Tensor& image) const {
+  if (!clip_) throw std::logic_error(spec_->name + " is not an image-to-video model");
+  return clip_->encode(image).to(torch::kCPU);
+}
+
+torch::Tensor T2VModel::condition(const torch::Tensor& image, int64_t frames, const I2VSize& size) const {
+  if (!clip_) throw std::logic_error(spec_->name + " is not an image-to-video model");
+  return i2v_condition(*vae_, image, frames, size).to(torch::kCPU);
 }
 
 torch::Tensor T2VModel::denoise(DenoiseRequest request, const StepHook& hook) {

@@ -1,9 +1,10 @@
-// A Wan 2.1 text-to-video model loaded and placed as a ladder rung says: the tokenizer,
+// A Wan 2.1 text-to-video or image-to-video model loaded and placed as a ladder rung says: the tokenizer,
 // UMT5 (on the CPU or the device, weights kept in the checkpoint's bf16), the DiT behind a
 // DiTRunner (resident, block-swapped or sequential; stored fp32/bf16/fp8), and the VAE (on
 // the CPU or the device; tiled decode when the rung says so). Sequencing a job (prompts,
 // checkpoints, files) is the plugin's (wan_plugin.cpp); this is what bench/ and the memory
-// tests drive directly.
+// tests drive directly. An i2v model also holds the CLIP image encoder, placed with T5
+// (fp32 on the CPU, bf16 storage on CUDA, computed in fp32), and the DiT takes clip_fea/y.
 //
 // Compute: float32 on the CPU; on CUDA the DiT runs under bf16 autocast with bf16 weights,
 // as the reference does. Thread-safety: one job at a time.
@@ -14,7 +15,9 @@
 
 #include <torch/torch.h>
 
+#include "clip_encoder.hpp"
 #include "dit_runner.hpp"
+#include "i2v.hpp"
 #include "ladder.hpp"
 #include "model_specs.hpp"
 #include "pipeline.hpp"
@@ -35,6 +38,10 @@ class T2VModel {
 
   // text -> [seq_len, text_dim] float32 on the CPU.
   torch::Tensor encode(const std::string& text) const;
+  // i2v only: image [3, H, W] in [-1, 1] -> CLIP tokens [1, L, dim] float32 on the CPU.
+  torch::Tensor encode_image(const torch::Tensor& image) const;
+  // i2v only: the conditioning y (i2v.hpp) for a video of `frames` frames of `size`, on the CPU.
+  torch::Tensor condition(const torch::Tensor& image, int64_t frames, const I2VSize& size) const;
   // The sampling loop on the DiT's device; the latent comes back on the CPU.
   torch::Tensor denoise(DenoiseRequest request, const StepHook& hook = {});
   // latent [z, F, H, W] -> video [3, T, H, W] in [-1, 1], float32 on the CPU.
@@ -52,6 +59,7 @@ class T2VModel {
   torch::Device device_{torch::kCPU};
   std::optional<T5Tokenizer> tokenizer_;  // empty: the tiny model's byte tokens
   std::optional<T5Encoder> t5_;
+  std::optional<ClipImageEncoder> clip_;  // i2v models only
   std::optional<DiTRunner> dit_;
   std::optional<WanVae> vae_;
 };

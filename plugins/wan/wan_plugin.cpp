@@ -1,4 +1,4 @@
-// The `wan` plugin: Wan 2.1 text-to-video behind the reel plugin SDK. The models, their
+// The `wan` plugin: Wan 2.1 text-to-video and image-to-video behind the reel plugin SDK. The models, their
 // ladder and estimates are data (model_specs.hpp, ladder.hpp); loading and placement are
 // T2VModel's (t2v_model.hpp). This file is the glue: describe/estimate/load, and run():
 //
@@ -9,6 +9,10 @@
 // wan2.1-t2v-tiny has RANDOM weights from fixed seeds (a smoke test of the whole path);
 // wan2.1-t2v-1.3b / -14b read the official folders from $REEL_WAN21_T2V_1_3B_DIR /
 // $REEL_WAN21_T2V_14B_DIR (defaults under /var/lib/reel/models). docs/WAN.md has the rest.
+//
+// Image-to-video (wan2.1-i2v-*): the job's "image" input is decoded with FFmpeg (a still
+// or a video's first frame), the output size follows max_area and the image's aspect
+// (i2v.hpp), and CLIP tokens plus the conditioning y go to both guidance branches.
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -19,6 +23,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -51,13 +56,47 @@ wan::Rung rung_of(const json& rung) {
   }
 }
 
-wan::JobShape requested_shape(const wan::ModelSpec& m, const json& job) {
+// The size an i2v job asks for: max_area at the image's aspect (image_hw), or at the model's
+// default aspect when the image is not read (estimates: the area, hence memory, is the same).
+wan::I2VSize i2v_size_of(const wan::ModelSpec& m, const json& job, std::pair<int64_t, int64_t> image_hw) {
+  const int64_t max_area = sdk::param<int64_t>(job, "max_area", m.max_area);
+  try {
+    return wan::i2v_size(image_hw.first, image_hw.second, max_area);
+  } catch (const std::invalid_argument& e) {
+    throw sdk::BadInputError(std::string("wan: ") + e.what());
+  }
+}
+
+wan::JobShape requested_shape(const wan::ModelSpec& m, const json& job,
+                              std::pair<int64_t, int64_t> image_hw = {0, 0}) {
   wan::JobShape s;
   s.steps = sdk::param<int64_t>(job, "steps", m.steps);
   s.frames = sdk::param<int64_t>(job, "frames", m.frames);
-  s.width = sdk::param<int64_t>(job, "width", m.width);
-  s.height = sdk::param<int64_t>(job, "height", m.height);
+  if (m.i2v) {
+    if (image_hw.first <= 0) image_hw = {m.height, m.width};
+    const wan::I2VSize size = i2v_size_of(m, job, image_hw);
+    s.width = size.width, s.height = size.height;
+  } else {
+    s.width = sdk::param<int64_t>(job, "width", m.width);
+    s.height = sdk::param<int64_t>(job, "height", m.height);
+  }
   return s;
+}
+
+// The job's "image" input as [3, H, W] float32 in [-1, 1] (TF.to_tensor, then (x - 0.5) / 0.5).
+torch::Tensor read_input_image(const json& job, std::string& path) {
+  const json inputs = job.value("inputs", json::object());
+  if (!inputs.is_object() || !inputs.contains("image") || !inputs["image"].is_string())
+    throw sdk::BadInputError("wan: this image-to-video model needs an input image: --input image=<file>");
+  path = inputs["image"].get<std::string>();
+  reel::media::DecodedImage img;
+  try {
+    img = reel::media::read_image(path);
+  } catch (const reel::media::MediaError& e) {
+    throw sdk::BadInputError(std::string("wan: input image: ") + e.what());
+  }
+  torch::Tensor rgb = torch::from_blob(img.rgb.data(), {img.height, img.width, 3}, torch::kUInt8);
+  return rgb.permute({2, 0, 1}).to(torch::kFloat32).div(255.0).sub(0.5).div(0.5).contiguous();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -128,6 +167,9 @@ void check_checkpoint(const wan::ModelSpec& m) {
       {"models_t5_umt5-xxl-enc-bf16.pth", ""},
       {"Wan2.1_VAE.pth", ""},
       {"google/umt5-xxl/spiece.model", ""}};
+  if (m.i2v && !exists(dir + "/" + wan::kClipCheckpoint))
+    throw sdk::MissingWeightsError("wan: " + m.name + ": weights not found: missing " + dir + "/" + wan::kClipCheckpoint +
+                                   "; download " + m.repo + " into " + dir + " or set $" + m.env_var);
   for (const auto& [rel, alt] : files) {
     if (exists(dir + "/" + rel) || (!alt.empty() && exists(dir + "/" + alt))) continue;
     throw sdk::MissingWeightsError("wan: " + m.name + ": weights not found: missing " + dir + "/" + rel +
@@ -153,14 +195,22 @@ class WanModel : public sdk::Model {
     if (prompt.empty()) throw sdk::BadInputError("wan: 'prompt' is required and must not be empty");
     const std::string negative = sdk::param<std::string>(job, "negative_prompt", wan::kDefaultNegativePrompt);
     const int64_t req_frames = sdk::param<int64_t>(job, "frames", spec_.frames);
-    const int64_t req_w = sdk::param<int64_t>(job, "width", spec_.width);
-    const int64_t req_h = sdk::param<int64_t>(job, "height", spec_.height);
     if (req_frames < 1 || (req_frames - 1) % 4 != 0)
       throw sdk::BadInputError("wan: frames must be 4n+1 (1, 5, 9, ..., 81), got " + std::to_string(req_frames));
-    if (req_w < 16 || req_h < 16 || req_w % 16 != 0 || req_h % 16 != 0)
-      throw sdk::BadInputError("wan: width and height must be multiples of 16, got " + std::to_string(req_w) + "x" +
-                               std::to_string(req_h));
-    const wan::JobShape s = wan::effective_shape(requested_shape(spec_, job), rung);
+    std::string image_path;
+    torch::Tensor image;
+    if (spec_.i2v) {
+      image = read_input_image(job, image_path);
+    } else {
+      const int64_t req_w = sdk::param<int64_t>(job, "width", spec_.width);
+      const int64_t req_h = sdk::param<int64_t>(job, "height", spec_.height);
+      if (req_w < 16 || req_h < 16 || req_w % 16 != 0 || req_h % 16 != 0)
+        throw sdk::BadInputError("wan: width and height must be multiples of 16, got " + std::to_string(req_w) + "x" +
+                                 std::to_string(req_h));
+    }
+    const std::pair<int64_t, int64_t> image_hw = image.defined() ? std::make_pair(image.size(1), image.size(2))
+                                                                 : std::make_pair(int64_t{0}, int64_t{0});
+    const wan::JobShape s = wan::effective_shape(requested_shape(spec_, job, image_hw), rung);
     const double shift = sdk::param<double>(job, "shift", spec_.shift);
     const double guide = sdk::param<double>(job, "guide_scale", spec_.guide);
     const std::string solver = sdk::param<std::string>(job, "solver", spec_.solver);
@@ -175,6 +225,7 @@ class WanModel : public sdk::Model {
     json key = {{"model", spec_.name}, {"prompt", prompt}, {"negative_prompt", negative}, {"steps", s.steps},
                 {"frames", s.frames}, {"width", s.width}, {"height", s.height}, {"shift", shift},
                 {"guide_scale", guide}, {"solver", solver}};
+    if (spec_.i2v) key["image"] = image_path;
 
     torch::Tensor latent;
     bool reused = false;
@@ -201,6 +252,13 @@ class WanModel : public sdk::Model {
         torch::Tensor c = model_.encode(prompt), n = model_.encode(negative);
         return std::make_pair(c, n);
       });
+      torch::Tensor clip_fea, y;
+      if (spec_.i2v) {
+        const wan::I2VSize size{s.height / 8, s.width / 8, s.height, s.width};
+        std::tie(clip_fea, y) = oom_guard("encode image", [&] {
+          return std::make_pair(model_.encode_image(image), model_.condition(image, s.frames, size));
+        });
+      }
       host.progress(1, 1, "encode");
       timings["encode_s"] = seconds_since(t0);
       host.check_cancelled("after encode");
@@ -214,6 +272,8 @@ class WanModel : public sdk::Model {
       req.noise = noise.normal(shape[0], shape[1], shape[2], shape[3]);
       req.context = ctx;
       req.negative = neg;
+      req.clip_fea = clip_fea;
+      req.y = y;
       req.steps = s.steps;
       req.shift = shift;
       req.guide_scale = guide;
@@ -297,6 +357,10 @@ class WanModel : public sdk::Model {
                  {"denoise_reused", reused},
                  {"timings", timings},
                  {"peak_rss_bytes", peak_rss_bytes()}};
+    if (spec_.i2v) {
+      info["image"] = image_path;
+      info["max_area"] = sdk::param<int64_t>(job, "max_area", spec_.max_area);
+    }
     if (spec_.random_weights) {
       info["random_weights"] = true;
       info["note"] = "random weights, for smoke tests";
@@ -325,10 +389,6 @@ class WanPlugin : public sdk::Plugin {
           {{"name", "prompt"}, {"type", "string"}, {"help", "what to show"}},
           {{"name", "negative_prompt"}, {"type", "string"}, {"default", wan::kDefaultNegativePrompt},
            {"help", "what to avoid (default: the reference's Chinese default negative prompt)"}},
-          {{"name", "width"}, {"type", "integer"}, {"min", 16}, {"max", m.max_side}, {"default", m.width},
-           {"help", "pixels, a multiple of 16"}},
-          {{"name", "height"}, {"type", "integer"}, {"min", 16}, {"max", m.max_side}, {"default", m.height},
-           {"help", "pixels, a multiple of 16"}},
           {{"name", "frames"}, {"type", "integer"}, {"min", 1}, {"max", m.max_frames}, {"default", m.frames},
            {"help", "number of frames, 4n+1"}},
           {{"name", "steps"}, {"type", "integer"}, {"min", 1}, {"max", 200}, {"default", m.steps},
@@ -346,10 +406,28 @@ class WanPlugin : public sdk::Plugin {
           {{"name", "contact_sheet"}, {"type", "boolean"}, {"default", false},
            {"help", "also write a PNG of up to 4 sampled frames side by side"}},
       });
+      json inputs = json::array();
+      if (m.i2v) {
+        params.push_back({{"name", "max_area"}, {"type", "integer"}, {"min", 256}, {"max", m.max_side * m.max_side},
+                          {"default", m.max_area},
+                          {"help", "output pixel area; the size follows the image's aspect (multiples of 16)"}});
+        inputs.push_back({{"role", "image"},
+                          {"required", true},
+                          {"help", "the first frame: PNG, JPEG, WebP, or a video (its first frame)"},
+                          {"kinds", json::array({"image/png", "image/jpeg", "image/webp", "video/mp4"})}});
+      } else {
+        // After prompt and negative_prompt, where they have always been listed.
+        const json width = {{"name", "width"}, {"type", "integer"}, {"min", 16}, {"max", m.max_side},
+                            {"default", m.width}, {"help", "pixels, a multiple of 16"}};
+        const json height = {{"name", "height"}, {"type", "integer"}, {"min", 16}, {"max", m.max_side},
+                             {"default", m.height}, {"help", "pixels, a multiple of 16"}};
+        params.insert(params.begin() + 2, width);
+        params.insert(params.begin() + 3, height);
+      }
       out.push_back({{"name", m.name},
                      {"description", m.description},
                      {"params", params},
-                     {"inputs", json::array()},
+                     {"inputs", inputs},
                      {"outputs", json::array({"video/mp4", "application/json", "image/png"})},
                      {"ladder", wan::ladder()},
                      {"budget", "memory"}});

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -46,5 +47,23 @@ inline ::testing::AssertionResult close(const torch::Tensor& actual, const torch
                                        << a.flatten()[idx].item<double>() << ", expected "
                                        << b.flatten()[idx].item<double>() << ")";
 }
+
+inline std::vector<float> floats(const nlohmann::json& a) { return a.get<std::vector<float>>(); }
+
+// DiT placements a pipeline golden test runs under: placement must not change the numbers.
+// Every block resident, one streamed (block swap), all streamed (sequential offload), and
+// blocks stored in bf16 with per-block upcast (compared at bf16's precision instead).
+struct Placement {
+  const char* name;
+  int64_t resident_blocks;  // -1: all
+  bool bf16_blocks;
+  double rtol() const { return bf16_blocks ? 5e-2 : 1e-3; }
+  double atol() const { return bf16_blocks ? 5e-2 : 1e-4; }
+};
+inline auto placements() {
+  return ::testing::Values(Placement{"resident", -1, false}, Placement{"block_swap", 1, false},
+                           Placement{"sequential", 0, false}, Placement{"bf16_blocks", -1, true});
+}
+inline std::string placement_name(const ::testing::TestParamInfo<Placement>& i) { return i.param.name; }
 
 }  // namespace reel::golden

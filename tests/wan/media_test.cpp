@@ -1,6 +1,7 @@
 // The FFmpeg writer: an MP4 written from RGB frames decodes back to the same count, size,
 // frame rate and (up to H.264 + yuv420p rounding) the same pixels; PNG is lossless;
 // errors name the path.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +13,10 @@
 #include <gtest/gtest.h>
 
 #include "media/video_writer.hpp"
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+}
 
 namespace {
 
@@ -142,6 +147,97 @@ TEST(Media, PngIsLossless) {
   ASSERT_EQ(dec.width, W);
   ASSERT_EQ(dec.height, H);
   EXPECT_EQ(dec.rgb, rgb);
+}
+
+// Input images for image-to-video: a still decodes exactly, a video gives its first frame,
+// and anything else is refused with the path and what to use instead.
+TEST(Media, ReadImageDecodesAStillExactly) {
+  const int H = 50, W = 70;
+  auto rgb = gradient(1, H, W);
+  const std::string path = tmp("input.png");
+  reel::media::write_png(path, rgb.data(), W, H);
+  auto img = reel::media::read_image(path);
+  EXPECT_EQ(img.width, W);
+  EXPECT_EQ(img.height, H);
+  EXPECT_EQ(img.rgb, rgb);
+}
+
+// A gray gradient as a baseline JPEG, written with libavcodec's MJPEG encoder (one
+// full-range 4:2:0 frame; neutral chroma, so RGB = Y after decoding).
+std::vector<uint8_t> write_gray_jpeg(const std::string& path, int W, int H) {
+  const AVCodec* codec = avcodec_find_encoder(AV_CODEC_ID_MJPEG);
+  if (!codec) return {};
+  AVCodecContext* ctx = avcodec_alloc_context3(codec);
+  ctx->width = W, ctx->height = H, ctx->pix_fmt = AV_PIX_FMT_YUVJ420P, ctx->time_base = AVRational{1, 25};
+  ctx->flags |= AV_CODEC_FLAG_QSCALE;
+  ctx->global_quality = FF_QP2LAMBDA * 2;  // high quality
+  std::vector<uint8_t> gray(static_cast<size_t>(W) * H);
+  if (avcodec_open2(ctx, codec, nullptr) == 0) {
+    AVFrame* f = av_frame_alloc();
+    f->format = ctx->pix_fmt, f->width = W, f->height = H, f->quality = ctx->global_quality;
+    av_frame_get_buffer(f, 0);
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x) f->data[0][y * f->linesize[0] + x] = gray[y * W + x] = static_cast<uint8_t>(40 + 2 * x + y);
+    for (int p = 1; p < 3; ++p)
+      for (int y = 0; y < H / 2; ++y) std::fill_n(f->data[p] + y * f->linesize[p], W / 2, uint8_t{128});
+    AVPacket* pkt = av_packet_alloc();
+    if (avcodec_send_frame(ctx, f) == 0 && avcodec_receive_packet(ctx, pkt) == 0) {
+      std::FILE* out = std::fopen(path.c_str(), "wb");
+      std::fwrite(pkt->data, 1, pkt->size, out);
+      std::fclose(out);
+    }
+    av_packet_free(&pkt);
+    av_frame_free(&f);
+  }
+  avcodec_free_context(&ctx);
+  return gray;
+}
+
+TEST(Media, ReadImageDecodesAJpeg) {
+  const int W = 64, H = 48;
+  const std::string path = tmp("photo.jpg");
+  std::vector<uint8_t> gray = write_gray_jpeg(path, W, H);
+  if (!fs::exists(path)) GTEST_SKIP() << "this FFmpeg has no MJPEG encoder to make the test image";
+  auto img = reel::media::read_image(path);
+  ASSERT_EQ(img.width, W);
+  ASSERT_EQ(img.height, H);
+  double diff = 0;
+  for (size_t i = 0; i < gray.size(); ++i)
+    for (int c = 0; c < 3; ++c) diff += std::abs(int(img.rgb[i * 3 + c]) - int(gray[i]));
+  EXPECT_LT(diff / double(gray.size() * 3), 3.0) << "JPEG is lossy, but a smooth gradient survives";
+}
+
+TEST(Media, ReadImageTakesTheFirstFrameOfAVideo) {
+  const int F = 9, H = 64, W = 64;
+  auto rgb = gradient(F, H, W);
+  const std::string path = tmp("clip.mp4");
+  reel::media::write_mp4(path, rgb.data(), F, H, W, 16);
+  auto img = reel::media::read_image(path);
+  ASSERT_EQ(img.width, W);
+  ASSERT_EQ(img.height, H);
+  std::vector<uint8_t> first(rgb.begin(), rgb.begin() + H * W * 3);
+  EXPECT_LT(mean_abs_diff(img.rgb, first), 3.0);
+  // The second frame differs by 12 in blue: the decoded one must be the first.
+  std::vector<uint8_t> second(rgb.begin() + H * W * 3, rgb.begin() + 2 * H * W * 3);
+  EXPECT_LT(mean_abs_diff(img.rgb, first), mean_abs_diff(img.rgb, second));
+}
+
+TEST(Media, ReadImageRefusesAnUndecodableFile) {
+  const std::string path = tmp("cat.png");
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fputs("this is not an image at all, just some text pretending to be one", f);
+    std::fclose(f);
+  }
+  try {
+    reel::media::read_image(path);
+    FAIL() << "expected a MediaError";
+  } catch (const MediaError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not a decodable image"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(reel::media::read_image(tmp("missing.png")), MediaError);
 }
 
 }  // namespace

@@ -63,6 +63,11 @@ int64_t measured_increase(const ModelSpec& spec, const Rung& rung, const JobShap
       req.context = m.encode("a memory test");
       req.negative = m.encode("");
       req.steps = shape.steps;
+      if (spec.i2v) {  // a 4:3 image at the job's size: CLIP tokens and the conditioning VAE encode
+        torch::Tensor image = torch::rand({3, shape.height * 3 / 4, shape.height}) * 2 - 1;
+        req.clip_fea = m.encode_image(image);
+        req.y = m.condition(image, shape.frames, I2VSize{shape.height / 8, shape.width / 8, shape.height, shape.width});
+      }
       const double encoded = mib();
       torch::Tensor latent = m.denoise(req);
       const double denoised = mib();
@@ -97,6 +102,17 @@ ModelSpec medium_model() {
   return m;
 }
 
+// The i2v version: DiT with in_dim 36 and img_emb, and a CLIP tower big enough to count.
+ModelSpec medium_i2v_model() {
+  ModelSpec m = medium_model();
+  m.name = "memory-test-medium-i2v";
+  m.i2v = true;
+  m.clip = {224, 14, 512, 2048, 8, 6};
+  m.dit.in_dim = 36, m.dit.img_dim = m.clip.dim;
+  m.max_area = 128 * 128;
+  return m;
+}
+
 void check_case(const ModelSpec& spec, const JobShape& shape) {
   const Rung rung = parse_rung({{"name", "cpu"}});
   const int64_t estimate = wan::estimate(spec, shape, rung).host - kWorkerOverheadBytes;
@@ -116,6 +132,11 @@ TEST(MemoryEstimate, WeightDominatedRunIsCovered) {
 
 TEST(MemoryEstimate, ActivationDominatedRunIsCovered) {
   check_case(*find_model("wan2.1-t2v-tiny"), {2, 17, 384, 384});
+}
+
+TEST(MemoryEstimate, ImageToVideoRunsAreCovered) {
+  check_case(medium_i2v_model(), {2, 5, 128, 128});
+  check_case(*find_model("wan2.1-i2v-tiny"), {2, 17, 384, 384});
 }
 
 }  // namespace

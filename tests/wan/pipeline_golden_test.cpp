@@ -23,16 +23,8 @@ struct Fixture {
   tensorio::TensorMap expected = tensorio::load_safetensors(dir + "/golden/pipeline.safetensors");
 };
 
-std::vector<float> floats(const nlohmann::json& a) { return a.get<std::vector<float>>(); }
-
-// Placement must not change the numbers: every DiT block resident, half of them streamed
-// (block swap), all streamed (sequential offload), and blocks stored in bf16 with per-block
-// upcast (compared at bf16's precision instead).
-struct Placement {
-  const char* name;
-  int64_t resident_blocks;  // -1: all
-  bool bf16_blocks;
-};
+using reel::golden::floats;
+using reel::golden::Placement;
 
 class WanPipelineGolden : public ::testing::TestWithParam<Placement> {};
 
@@ -56,8 +48,7 @@ TEST_P(WanPipelineGolden, TextToVideoMatchesTheReferenceStepByStep) {
   const int64_t blocks = loaded.num_blocks();
   DiTRunner dit(std::move(loaded), torch::kCPU, placement.resident_blocks < 0 ? blocks : placement.resident_blocks);
   if (placement.resident_blocks >= 0) ASSERT_EQ(dit.streamed_blocks(), blocks - placement.resident_blocks);
-  // bf16 storage rounds every weight to 8 mantissa bits: compare at that precision.
-  const double rtol = placement.bf16_blocks ? 5e-2 : 1e-3, atol = placement.bf16_blocks ? 5e-2 : 1e-4;
+  const double rtol = placement.rtol(), atol = placement.atol();
   WanVae vae = WanVae::load_file(f.dir + "/checkpoint/Wan2.1_VAE.pth", floats(f.golden["vae_mean"]),
                                  floats(f.golden["vae_std"]));
 
@@ -87,10 +78,7 @@ TEST_P(WanPipelineGolden, TextToVideoMatchesTheReferenceStepByStep) {
   EXPECT_TRUE(close(video, f.expected.at("video"), std::max(rtol, 1e-3), std::max(atol, 1e-3))) << "decoded video";
 }
 
-INSTANTIATE_TEST_SUITE_P(Placements, WanPipelineGolden,
-                         ::testing::Values(Placement{"resident", -1, false}, Placement{"block_swap", 1, false},
-                                           Placement{"sequential", 0, false}, Placement{"bf16_blocks", -1, true}),
-                         [](const ::testing::TestParamInfo<Placement>& i) { return std::string(i.param.name); });
+INSTANTIATE_TEST_SUITE_P(Placements, WanPipelineGolden, reel::golden::placements(), reel::golden::placement_name);
 
 TEST(WanPipelineShapes, LatentShapeFollowsTheVaeFactors) {
   EXPECT_EQ(latent_shape(16, 81, 480, 832, 4, 8), (std::vector<int64_t>{16, 21, 60, 104}));
