@@ -41,7 +41,8 @@ struct Harness {
   Harness(FakeDashScope& f, std::vector<std::string> env = {}, bool with_key = true, const std::string& config = "")
       : fake(f), daemon(dir.path(), "", with_env(f, std::move(env), with_key)) {
     write_file(daemon.config_path(),
-               read_file(daemon.config_path()) + "[plugins]\ndirs = [\"" + kPluginDir + "\"]\n" + config);
+               read_file(daemon.config_path()) + "[jobs]\ninput_roots = [\"" + dir.path() + "\"]\n[plugins]\ndirs = [\"" +
+                   kPluginDir + "\"]\n" + config);
     start();
   }
   static std::vector<std::string> with_env(FakeDashScope& f, std::vector<std::string> env, bool with_key) {

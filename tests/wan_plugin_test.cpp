@@ -31,8 +31,9 @@ struct Harness {
   std::unique_ptr<RawClient> c;
   explicit Harness(std::vector<std::string> env = {}, const std::string& extra_config = "")
       : daemon(dir.path(), "", std::move(env)) {
-    write_file(daemon.config_path(), read_file(daemon.config_path()) + "[plugins]\ndirs = [\"" + kPluginDir +
-                                         "\"]\n" + extra_config);
+    // Local inputs (images) come from the test's own folder: it is the input root.
+    write_file(daemon.config_path(), read_file(daemon.config_path()) + "[jobs]\ninput_roots = [\"" + dir.path() +
+                                         "\"]\n[plugins]\ndirs = [\"" + kPluginDir + "\"]\n" + extra_config);
     daemon.start();
     c = std::make_unique<RawClient>(daemon.socket());
     c->hello();
