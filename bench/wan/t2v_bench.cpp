@@ -13,13 +13,10 @@
 // Weights are random (seeded): speed and memory do not depend on their values.
 //
 //   t2v_bench [--dit-layers N] [--t5-layers N] [--quick]
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
@@ -29,6 +26,7 @@
 #include "dit.hpp"
 #include "ladder.hpp"
 #include "model_specs.hpp"
+#include "process_memory.hpp"
 #include "sampler.hpp"
 #include "t2v_model.hpp"
 #include "t5_encoder.hpp"
@@ -118,56 +116,29 @@ void bench_vae(const ModelSpec& spec) {
               whole, static_cast<long long>(kVaeTile), static_cast<long long>(kVaeTileOverlap), tiled, tiled / whole);
 }
 
-int64_t status_kib(const char* field) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(std::string(field).size()));
-  return -1;
-}
-
-// Peak RSS (bytes) of a whole run at `rung` in a fresh child; -1 on failure.
+// Peak RSS (bytes) of a whole run at `rung` in a fresh child set up like a worker; -1 on failure.
 int64_t rung_peak(const ModelSpec& spec, const Rung& rung, const JobShape& s, double* seconds) {
-  int fds[2];
-  if (::pipe(fds) != 0) return -1;
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(fds[0]);
-    double out[2] = {-1, 0};
-    try {
-      torch::NoGradGuard no_grad;
-      auto t0 = Clock::now();
-      T2VModel m = T2VModel::load(spec, rung, "cpu", "");
-      DenoiseRequest req;
-      auto ls = latent_shape(spec.vae.z_dim, s.frames, s.height, s.width, 4, 8);
-      req.noise = NoiseSource(1).normal(ls[0], ls[1], ls[2], ls[3]);
-      req.context = m.encode("a benchmark");
-      req.negative = m.encode("");
-      req.steps = s.steps;
-      (void)m.decode(m.denoise(req));
-      out[0] = static_cast<double>(status_kib("VmHWM:")) * 1024;
-      out[1] = std::chrono::duration<double>(Clock::now() - t0).count();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "rung %s: %s\n", rung.name.c_str(), e.what());
-    }
-    (void)!::write(fds[1], out, sizeof out);
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  double out[2] = {-1, 0};
-  if (::read(fds[0], out, sizeof out) != sizeof out) out[0] = -1;
-  ::close(fds[0]);
-  ::waitpid(pid, nullptr, 0);
-  *seconds = out[1];
-  return static_cast<int64_t>(out[0]);
+  const std::vector<double> r = measure_in_child([&] {
+    torch::NoGradGuard no_grad;
+    auto t0 = Clock::now();
+    T2VModel m = T2VModel::load(spec, rung, "cpu", "");
+    DenoiseRequest req;
+    auto ls = latent_shape(spec.vae.z_dim, s.frames, s.height, s.width, 4, 8);
+    req.noise = NoiseSource(1).normal(ls[0], ls[1], ls[2], ls[3]);
+    req.context = m.encode("a benchmark");
+    req.negative = m.encode("");
+    req.steps = s.steps;
+    (void)m.decode(m.denoise(req));
+    return std::vector<double>{static_cast<double>(proc_status_kib("VmHWM:")) * 1024,
+                               std::chrono::duration<double>(Clock::now() - t0).count()};
+  });
+  if (r.size() != 2) return -1;
+  *seconds = r[1];
+  return static_cast<int64_t>(r[0]);
 }
 
 void bench_rungs(bool quick) {
-  ModelSpec m = *find_model("wan2.1-t2v-tiny");
-  m.name = "random 512-wide";
-  m.dit = {512, 2048, 256, 8, 8, 64};
-  m.t5 = {32000, 512, 512, 1024, 8, 4, 32};
-  m.vae = {32, 16, {1, 2, 4, 4}, 2, {false, true, true}};
+  const ModelSpec m = medium_random_model();
   const JobShape requested{quick ? int64_t{2} : int64_t{4}, 9, 256, 256};
   std::printf("\nPeak RSS per rung (%s model: DiT 512x8 blocks, T5 512x4, VAE dim 32; job %lldx%lld, %lld frames, "
               "%lld steps; run on the CPU, fresh process each)\n",

@@ -251,7 +251,7 @@ int worker_main(int channel_fd) {
   // time a large block is freed, after which tensors come from the heap and freed ones
   // stay in this process: a model's peak RSS then grows with fragmentation (measured: 2x
   // for a VAE decode) and the plugins' memory estimates stop being true. Setting it turns
-  // the dynamic raise off. tests/wan/memory_estimate_test.cpp runs under the same setting.
+  // the dynamic raise off. The memory-estimate test measures under the same setting.
   ::mallopt(M_MMAP_THRESHOLD, kWorkerMmapThreshold);
   Worker w(channel_fd);
   return w.serve();

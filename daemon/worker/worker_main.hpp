@@ -15,7 +15,8 @@
 namespace reel {
 
 // glibc's M_MMAP_THRESHOLD in every worker (see worker_main.cpp): allocations from this
-// size up are mmapped and go back to the system when freed.
+// size up are mmapped and go back to the system when freed. plugins/wan/process_memory.cpp
+// measures model runs under the same value.
 constexpr int kWorkerMmapThreshold = 128 * 1024;
 
 // Returns the process exit code.

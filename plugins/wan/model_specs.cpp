@@ -18,6 +18,16 @@ const std::vector<float> kVaeMean = {-0.7571f, -0.7089f, -0.9113f, 0.1075f, -0.1
 const std::vector<float> kVaeStd = {2.8184f, 1.4541f, 2.3275f, 2.6558f, 1.2196f, 1.7708f, 2.6052f, 2.0743f,
                                     3.2687f, 2.1526f, 2.8652f, 1.5579f, 1.6382f, 1.1253f, 2.8251f, 1.9160f};
 
+ModelSpec medium_random_model() {
+  ModelSpec m = *find_model("wan2.1-t2v-tiny");
+  m.name = "random-512";
+  m.description = "wan2.1-t2v-tiny widened to 512, random weights (tests and benches only)";
+  m.dit = {512, 2048, 256, 8, 8, 64};
+  m.t5 = {32000, 512, 512, 1024, 8, 4, 32};
+  m.vae = {32, 16, {1, 2, 4, 4}, 2, {false, true, true}};
+  return m;
+}
+
 const ModelSpec* find_model(const std::string& name) {
   for (const auto& s : models())
     if (s.name == name) return &s;

@@ -64,6 +64,9 @@ struct ModelSpec {
 };
 
 const std::vector<ModelSpec>& models();
+// Not offered: wan2.1-t2v-tiny widened to 512 (DiT 8 blocks, T5 4 blocks, vocab 32k, VAE
+// dim 32) so that weights, not the runtime, dominate its memory; for tests and benches.
+ModelSpec medium_random_model();
 const ModelSpec* find_model(const std::string& name);  // nullptr when unknown
 
 // Published key names and shapes (what the loaders require()).

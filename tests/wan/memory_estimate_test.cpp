@@ -5,9 +5,6 @@
 // be covered by the estimate minus the fixed worker overhead (which this process already
 // carries), and the estimate may not exceed it by more than the stated margin, so both
 // an under-estimate (OOM) and a wildly padded one (jobs refused that would fit) fail.
-#include <malloc.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -20,91 +17,54 @@
 #include "model_specs.hpp"
 #include "sampler.hpp"
 #include "t2v_model.hpp"
-#include "worker/worker_main.hpp"
+#include "process_memory.hpp"
 
 namespace reel::wan {
 namespace {
 
-using reel::kWorkerMmapThreshold;
 
 // Margin: measured <= estimate <= kOverFactor x measured + kSlack.
 constexpr double kOverFactor = 2.0;
 constexpr int64_t kSlack = int64_t{96} << 20;
 
-int64_t status_kib(const char* field) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(field, 0) == 0) return std::stoll(line.substr(std::string(field).size()));
-  return -1;
-}
-
 // Runs one job in a child; returns the child's peak RSS increase in bytes (-1 on failure)
 // and prints the peak after each stage (load, encode, denoise, decode), to show where
 // an estimate goes wrong.
 int64_t measured_increase(const ModelSpec& spec, const Rung& rung, const JobShape& shape) {
-  int fds[2];
-  if (::pipe(fds) != 0) return -1;
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::close(fds[0]);
-    int64_t result = -1;
-    try {
-      torch::NoGradGuard no_grad;
-      ::mallopt(M_MMAP_THRESHOLD, kWorkerMmapThreshold);  // as in every reeld worker
-      { std::ofstream("/proc/self/clear_refs") << "5"; }  // VmHWM := VmRSS
-      const int64_t base = status_kib("VmRSS:");
-      auto mib = [&] { return (status_kib("VmHWM:") - base) / 1024.0; };
-      T2VModel m = T2VModel::load(spec, rung, "cpu", "");
-      const double loaded = mib();
-      DenoiseRequest req;
-      auto ls = latent_shape(spec.vae.z_dim, shape.frames, shape.height, shape.width, 4, 8);
-      req.noise = NoiseSource(1).normal(ls[0], ls[1], ls[2], ls[3]);
-      req.context = m.encode("a memory test");
-      req.negative = m.encode("");
-      req.steps = shape.steps;
-      if (spec.i2v) {  // a 4:3 image at the job's size: CLIP tokens and the conditioning VAE encode
-        torch::Tensor image = torch::rand({3, shape.height * 3 / 4, shape.height}) * 2 - 1;
-        req.clip_fea = m.encode_image(image);
-        req.y = m.condition(image, shape.frames, I2VSize{shape.height / 8, shape.width / 8, shape.height, shape.width});
-      }
-      const double encoded = mib();
-      torch::Tensor latent = m.denoise(req);
-      const double denoised = mib();
-      torch::Tensor video = m.decode(latent);
-      torch::Tensor rgb = ((video + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8).contiguous();
-      result = (status_kib("VmHWM:") - base) * 1024;
-      std::printf("[ memory ] peak after load %.1f, encode %.1f, denoise %.1f, decode %.1f MiB\n", loaded, encoded,
-                  denoised, result / 1048576.0);
-      std::fflush(stdout);
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "child: %s\n", e.what());
+  const std::vector<double> r = measure_in_child([&] {
+    torch::NoGradGuard no_grad;
+    const int64_t base = proc_status_kib("VmRSS:");
+    auto mib = [&] { return (proc_status_kib("VmHWM:") - base) / 1024.0; };
+    T2VModel m = T2VModel::load(spec, rung, "cpu", "");
+    const double loaded = mib();
+    DenoiseRequest req;
+    auto ls = latent_shape(spec.vae.z_dim, shape.frames, shape.height, shape.width, 4, 8);
+    req.noise = NoiseSource(1).normal(ls[0], ls[1], ls[2], ls[3]);
+    req.context = m.encode("a memory test");
+    req.negative = m.encode("");
+    req.steps = shape.steps;
+    if (spec.i2v) {  // a 4:3 image at the job's size: CLIP tokens and the conditioning VAE encode
+      torch::Tensor image = torch::rand({3, shape.height * 3 / 4, shape.height}) * 2 - 1;
+      req.clip_fea = m.encode_image(image);
+      req.y = m.condition(image, shape.frames, I2VSize{shape.height / 8, shape.width / 8, shape.height, shape.width});
     }
-    (void)!::write(fds[1], &result, sizeof result);
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  int64_t result = -1;
-  if (::read(fds[0], &result, sizeof result) != sizeof result) result = -1;
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return result;
-}
-
-// A random-weight model big enough that weights, not the runtime, dominate.
-ModelSpec medium_model() {
-  ModelSpec m = *find_model("wan2.1-t2v-tiny");
-  m.name = "memory-test-medium";
-  m.dit = {512, 2048, 256, 8, 8, 64};
-  m.t5 = {32000, 512, 512, 1024, 8, 4, 32};
-  m.vae = {32, 16, {1, 2, 4, 4}, 2, {false, true, true}};
-  return m;
+    const double encoded = mib();
+    torch::Tensor latent = m.denoise(req);
+    const double denoised = mib();
+    torch::Tensor video = m.decode(latent);
+    torch::Tensor rgb = ((video + 1) * 127.5).round().clamp(0, 255).to(torch::kUInt8).contiguous();
+    const double decoded = mib();
+    std::printf("[ memory ] peak after load %.1f, encode %.1f, denoise %.1f, decode %.1f MiB\n", loaded, encoded,
+                denoised, decoded);
+    std::fflush(stdout);
+    return std::vector<double>{decoded * 1048576.0};
+  });
+  return r.empty() ? -1 : static_cast<int64_t>(r[0]);
 }
 
 // The i2v version: DiT with in_dim 36 and img_emb, and a CLIP tower big enough to count.
 ModelSpec medium_i2v_model() {
-  ModelSpec m = medium_model();
+  ModelSpec m = medium_random_model();
   m.name = "memory-test-medium-i2v";
   m.i2v = true;
   m.clip = {224, 14, 512, 2048, 8, 6};
@@ -127,7 +87,7 @@ void check_case(const ModelSpec& spec, const JobShape& shape) {
 }
 
 TEST(MemoryEstimate, WeightDominatedRunIsCovered) {
-  check_case(medium_model(), {2, 5, 128, 128});
+  check_case(medium_random_model(), {2, 5, 128, 128});
 }
 
 TEST(MemoryEstimate, ActivationDominatedRunIsCovered) {
