@@ -1,5 +1,6 @@
 #include "server/daemon.hpp"
 
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,6 +75,14 @@ int Daemon::run() {
     return 1;
   }
   io_.run();
+  // Destroying the signal sets gives SIGTERM back its default action, so a second
+  // SIGTERM arriving while reeld tears down (an impatient operator, systemd's final
+  // kill) would end it by a signal instead of with its exit code. Blocked, it stays
+  // pending until the process is gone; no worker is started after this point.
+  sigset_t stop_set;
+  sigemptyset(&stop_set);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_set, sig);
+  pthread_sigmask(SIG_BLOCK, &stop_set, nullptr);
   spdlog::info("reeld stopped");
   return exit_code_;
 }
