@@ -443,6 +443,36 @@ TEST(BudgetScheduler, OrderAgingPausedDraining) {
   });
 }
 
+TEST(BudgetScheduler, DeepQueueAfterTheCapIsNotEvaluated) {
+  // One slot, taken. "a" (oldest) and "b" are within the explained window; "huge" is
+  // past it: it cannot fit even on an idle device, but is only failed once it moves up.
+  auto devices = [] { return std::vector<DeviceBudget>{gpu("cuda:0", 8), host(64)}; };
+  auto queue = [] {
+    return std::vector<PlannedJob>{tiny("a", 2, 0), tiny("b", 2, 0),
+                                   job("huge", "big", {placement("gpu", 40, 1)}, 0, t0 + 1)};
+  };
+  auto limited = [&](int explained) {
+    auto in = with_running(input(devices(), queue(), 1), {run("r", "tiny", "cuda:0", 2)});
+    in.queued[0].job.created_at = t0 - 2;
+    in.queued[1].job.created_at = t0 - 1;
+    in.policy.explained_waiting_jobs = explained;
+    return in;
+  };
+  run_table({
+      {"all explained: the job that can never fit fails now", limited(100), {"fail huge", "wait a", "wait b"},
+       {{"huge", "cannot fit on any device even when idle"}, {"a", "waiting for a free slot: 1 of 1 jobs running"}}},
+      {"past the window: a short reason, evaluated later", limited(2), {"wait a", "wait b", "wait huge"},
+       {{"huge", "waiting for a free slot: 1 of 1 jobs running"}}},
+  });
+  // The window counts from the moment the cap is reached, also when a start in this
+  // round reaches it: "a" takes the free slot, "b" is explained, "huge" is past the window.
+  auto free_slot = limited(1);
+  free_slot.running.clear();
+  EXPECT_EQ(summarize(schedule_jobs(free_slot)), (std::vector<std::string>{"start a@cuda:0:gpu", "wait b", "wait huge"}));
+  free_slot.policy.explained_waiting_jobs = 2;
+  EXPECT_EQ(summarize(schedule_jobs(free_slot)), (std::vector<std::string>{"start a@cuda:0:gpu", "fail huge", "wait b"}));
+}
+
 TEST(BudgetScheduler, RemotePools) {
   auto remote = [](std::string id, int priority = 0) {
     PlannedJob p = job(std::move(id), "wan2.5", {cpu_rung("remote", 0.0625, 1)}, priority);

@@ -427,9 +427,19 @@ SchedulerOutput Round::run() {
   int running = 0;   // local jobs only: remote ones have their pools
   for (const auto& r : in_.running) running += !is_remote_device(r.device);
   const bool halted = pol.paused || pol.draining;
+  auto slot_reason = [&] {
+    return "waiting for a free slot: " + std::to_string(running) + " of " + std::to_string(pol.max_concurrent_jobs) +
+           " jobs running";
+  };
+  int past_cap = 0;   // local jobs seen since the cap was reached
 
   for (const PlannedJob* pj : order) {
     const Job& job = pj->job;
+    if (!halted && pj->remote_pool.empty() && running >= pol.max_concurrent_jobs &&
+        ++past_cap > pol.explained_waiting_jobs) {
+      out.waiting.push_back({job.id, slot_reason(), Json::object()});
+      continue;
+    }
     const bool unplanned = pj->plan.empty();
     std::vector<RungEstimate> plan = pj->plan;
     if (unplanned) {
@@ -593,8 +603,7 @@ SchedulerOutput Round::run() {
       continue;
     }
     if (running >= pol.max_concurrent_jobs) {
-      wait("waiting for a free slot: " + std::to_string(running) + " of " + std::to_string(pol.max_concurrent_jobs) +
-           " jobs running");
+      wait(slot_reason());
       continue;
     }
 

@@ -103,6 +103,12 @@ struct SchedulerPolicy {
   int max_concurrent_jobs = 1;
   double aging_seconds = 300;
   bool paused = false, draining = false;
+  // Once the concurrency cap is reached, no further local job can start this round.
+  // The first `explained_waiting_jobs` of those are still evaluated in full (a failure
+  // when they cannot fit even on an idle device, a reason and an explanation); the rest
+  // only get "waiting for a free slot" and are evaluated when they move up. This keeps
+  // a round with thousands queued about as cheap as one with a hundred.
+  int explained_waiting_jobs = 100;
 };
 
 struct SchedulerInput {

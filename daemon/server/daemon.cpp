@@ -107,6 +107,8 @@ void Daemon::start_up() {
       spdlog::warn("job {} was running when reeld stopped unexpectedly; re-queued", id);
   }
   paused_ = store_->setting("paused").value_or("0") == "1";
+  queue_ = std::make_unique<QueueView>(*store_);
+  queue_->reload_all(config_.scheduler.quality_fallback);
 
   probe_ = std::make_unique<DeviceProbe>(config_);
   probe_devices();
@@ -213,6 +215,7 @@ void Daemon::reload_config() {
     next.storage = config_.storage;
     next.log.file = config_.log.file;
     config_ = std::move(next);
+    queue_->reload_all(config_.scheduler.quality_fallback);
     reload_watches();
     spdlog::info("config reloaded from {}", config_.source_path.empty() ? "embedded defaults" : config_.source_path);
   } catch (const std::exception& e) {
@@ -274,6 +277,7 @@ void Daemon::arm_status_timer() {
   status_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     publish_status();
+    queue_->reload_all(config_.scheduler.quality_fallback);   // resynchronise with the store
     request_schedule();   // aging can change the order; a launch that failed is retried
     arm_status_timer();
   });

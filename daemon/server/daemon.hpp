@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 
 #include <boost/asio.hpp>
 
@@ -28,6 +29,7 @@
 #include "server/control_server.hpp"
 #include "server/device_probe.hpp"
 #include "server/model_workers.hpp"
+#include "server/queue_view.hpp"
 #include "server/sd_notify.hpp"
 #include "server/watch_folder.hpp"
 
@@ -145,6 +147,7 @@ class Daemon : public RequestHandler {
   SystemdNotifier notifier_;
   std::unique_ptr<LockFile> lock_;
   std::unique_ptr<JobStore> store_;
+  std::unique_ptr<QueueView> queue_;                 // the queued jobs, for scheduling
   std::unique_ptr<PluginRegistry> plugins_;
   std::unique_ptr<ModelWorkers> workers_;
   std::unique_ptr<DeviceProbe> probe_;
@@ -155,7 +158,7 @@ class Daemon : public RequestHandler {
   std::set<std::string> interrupted_by_stop_;        // jobs whose worker we killed to stop
   struct Launched { int rung_index; RungEstimate estimate; std::string device; };
   std::map<std::string, Launched> launched_;         // running jobs: what they were started with
-  std::map<std::string, std::string> waiting_;       // queued job -> why it is not running (last decision)
+  std::unordered_map<std::string, std::string> waiting_;  // queued job -> why it is not running (last decision)
   std::map<std::string, std::vector<int64_t>> remote_starts_;  // remote pool -> job starts (ms), last minute
   std::vector<std::unique_ptr<WatchFolder>> watches_;   // one per [[watch]], started or not
   bool schedule_posted_ = false;

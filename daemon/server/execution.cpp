@@ -27,11 +27,19 @@ void Daemon::schedule() {
   in.policy.draining = draining_;
   if (in.policy.paused || in.policy.draining) return;
   try {
-    for (const auto& job : store_->queued()) in.queued.push_back(planned_job(job, config_.scheduler.quality_fallback));
+    queue_->refresh();
   } catch (const std::exception& e) {
     spdlog::error("cannot read the queue: {}; retrying at the next status tick", e.what());
     return;
   }
+  // The view's jobs are lent to the input for this pass (launch() points into them) and
+  // given back however the pass ends.
+  struct GiveBack {
+    std::vector<PlannedJob>& lent;
+    std::vector<PlannedJob>& owner;
+    ~GiveBack() { std::swap(lent, owner); }
+  } give_back{in.queued, queue_->jobs()};
+  std::swap(in.queued, queue_->jobs());
   if (config_.scheduler.degrade_now)
     for (auto& q : in.queued) q.policy.degrade_now = true;
   add_remote_pools(in);
@@ -42,16 +50,17 @@ void Daemon::schedule() {
   SchedulerOutput out = schedule_jobs(in);
 
   waiting_.clear();
-  for (const auto& w : out.waiting) waiting_[w.job_id] = w.reason;
-  std::map<std::string, const PlannedJob*> by_id;
-  for (const auto& q : in.queued) by_id[q.job.id] = &q;
+  for (auto& w : out.waiting) waiting_[w.job_id] = std::move(w.reason);
+  auto queued_job = [&](const std::string& id) {
+    return std::find_if(in.queued.begin(), in.queued.end(), [&](const PlannedJob& q) { return q.job.id == id; });
+  };
   for (const auto& d : out.decisions) {
     switch (d.kind) {
       case Decision::Kind::evict:
         workers_->evict(d.model, d.device, d.rung, d.message.empty() ? "room needed" : d.message);
         break;
       case Decision::Kind::start:
-        if (auto it = by_id.find(d.job_id); it != by_id.end()) launch(d, *it->second);
+        if (auto it = queued_job(d.job_id); it != in.queued.end()) launch(d, *it);
         break;
       case Decision::Kind::fail:
         fail_unschedulable(d);
@@ -256,6 +265,7 @@ void Daemon::on_worker_done(const std::string& job_id, const std::string& lease,
 }
 
 void Daemon::job_changed(const std::string& job_id) {
+  if (queue_) queue_->mark(job_id);
   watches_job_changed(job_id);
   auto range = followers_.equal_range(job_id);
   for (auto it = range.first; it != range.second;) {
