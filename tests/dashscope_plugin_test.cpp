@@ -33,16 +33,11 @@ FakeDashScope::Options fake_options() {
   return o;
 }
 
-struct Harness {
+struct Harness : JobHarness {
   FakeDashScope& fake;
-  TempDir dir;
-  Daemon daemon;
-  std::unique_ptr<RawClient> c;
   Harness(FakeDashScope& f, std::vector<std::string> env = {}, bool with_key = true, const std::string& config = "")
-      : fake(f), daemon(dir.path(), "", with_env(f, std::move(env), with_key)) {
-    write_file(daemon.config_path(),
-               read_file(daemon.config_path()) + "[jobs]\ninput_roots = [\"" + dir.path() + "\"]\n[plugins]\ndirs = [\"" +
-                   kPluginDir + "\"]\n" + config);
+      : JobHarness("", with_env(f, std::move(env), with_key)), fake(f) {
+    add_config(plugin_test_config(kPluginDir) + config);
     start();
   }
   static std::vector<std::string> with_env(FakeDashScope& f, std::vector<std::string> env, bool with_key) {
@@ -58,25 +53,6 @@ struct Harness {
     if (with_key) fallback("DASHSCOPE_API_KEY", kKey);
     return env;
   }
-  void start() {
-    daemon.start();
-    c = std::make_unique<RawClient>(daemon.socket());
-    c->hello();
-  }
-  Json submit(const Json& job) {
-    Json r = c->call("submit", {{"job", job}});
-    EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
-    return r["result"]["job"];
-  }
-  Json show(const std::string& id) { return c->call("show", {{"id", id}})["result"]; }
-  Json job(const std::string& id) { return show(id)["job"]; }
-  std::string state(const std::string& id) { return job(id).value("state", ""); }
-  bool wait_final(const std::string& id, std::chrono::milliseconds t = 60s) {
-    return wait_until([&] {
-      std::string s = state(id);
-      return s == "succeeded" || s == "failed" || s == "cancelled";
-    }, t);
-  }
   // Submits a job, waits for its end and returns it as it ended.
   Json run(const Json& spec) {
     Json job = submit(spec);
@@ -84,13 +60,6 @@ struct Harness {
     return this->job(job["id"]);
   }
   Json run_t2v(const Json& params = {{"prompt", "x"}}) { return run({{"model", "wan2.5-t2v-preview"}, {"params", params}}); }
-  std::vector<Json> events(const std::string& id, const std::string& kind) {
-    std::vector<Json> out;
-    const Json shown = show(id);   // kept alive: ranging over part of a temporary dangles
-    for (const auto& e : shown["events"])
-      if (e.value("kind", "") == kind) out.push_back(e);
-    return out;
-  }
 };
 
 std::string output_named(const Json& job, const std::string& name) {

@@ -32,35 +32,11 @@ Json memtest(Json params, Json policy = Json::object()) {
   return job;
 }
 
-struct Harness {
-  TempDir dir;
-  Daemon daemon;
-  std::unique_ptr<RawClient> c;
+struct Harness : JobHarness {
   // `daemon_keys` go into the generated [daemon] table; `config` is appended after it.
-  explicit Harness(const std::string& config, const std::string& daemon_keys = "") : daemon(dir.path(), daemon_keys) {
-    write_file(daemon.config_path(), read_file(daemon.config_path()) + config);
-    daemon.start();
-    c = std::make_unique<RawClient>(daemon.socket());
-    c->hello();
-  }
-  Json submit(const Json& job) {
-    Json r = c->call("submit", {{"job", job}});
-    EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
-    return r["result"]["job"];
-  }
-  Json show(const std::string& id) { return c->call("show", {{"id", id}})["result"]; }
-  bool wait_final(const std::string& id, std::chrono::milliseconds t = 60s) {
-    return wait_until([&] {
-      std::string s = show(id)["job"]["state"];
-      return s == "succeeded" || s == "failed" || s == "cancelled";
-    }, t);
-  }
-  std::vector<Json> events_of(const std::string& id, const std::string& kind) {
-    std::vector<Json> out;
-    Json shown = show(id);   // keep it alive: ranging over a part of a temporary dangles
-    for (const auto& e : shown["events"])
-      if (e["kind"] == kind) out.push_back(e);
-    return out;
+  explicit Harness(const std::string& config, const std::string& daemon_keys = "") : JobHarness(daemon_keys) {
+    add_config(config);
+    start();
   }
   Json output(const std::string& id) {
     Json job = show(id)["job"];
@@ -77,7 +53,7 @@ TEST(Fallback, PlanIsMadeAtSubmissionFromThePluginsLadder) {
   EXPECT_EQ(job["plan"][1]["rung"], "offload");
   EXPECT_LT(job["plan"][1]["device_bytes"].get<int64_t>(), job["plan"][0]["device_bytes"].get<int64_t>());
   ASSERT_TRUE(h.wait_final(job["id"]));
-  auto scheduled = h.events_of(job["id"], "scheduled");
+  auto scheduled = h.events(job["id"], "scheduled");
   ASSERT_EQ(scheduled.size(), 1u);
   EXPECT_EQ(scheduled[0]["data"]["rung"], "resident");
   EXPECT_EQ(scheduled[0]["data"]["device"], "cuda:0");
@@ -93,7 +69,7 @@ TEST(Fallback, OutOfMemoryAtTheFirstRungSucceedsOneRungLowerWithTheEventRecorded
   EXPECT_EQ(job["rung"], "offload");
   EXPECT_EQ(job["crash_count"], 0);
   EXPECT_EQ(job["attempts"], 1) << "an out-of-memory retry is not charged as an attempt";
-  auto fallbacks = h.events_of(id, "fallback");
+  auto fallbacks = h.events(id, "fallback");
   ASSERT_EQ(fallbacks.size(), 1u);
   EXPECT_EQ(fallbacks[0]["data"]["from"], "resident");
   EXPECT_EQ(fallbacks[0]["data"]["to"], "offload");
@@ -108,7 +84,7 @@ TEST(Fallback, ADecodeOutOfMemoryResumesFromTheDenoiseCheckpoint) {
   Json out = h.output(id);
   EXPECT_EQ(out["rung"], "offload");
   EXPECT_TRUE(out["denoise_reused"].get<bool>()) << out.dump();
-  auto checkpoints = h.events_of(id, "checkpoint");
+  auto checkpoints = h.events(id, "checkpoint");
   ASSERT_EQ(checkpoints.size(), 2u);
   EXPECT_FALSE(checkpoints[0]["data"]["reused"].get<bool>());
   EXPECT_TRUE(checkpoints[1]["data"]["reused"].get<bool>()) << "the retry skipped the finished denoise";
@@ -130,7 +106,7 @@ TEST(Fallback, QualityRungsNeedTheJobsConsent) {
   EXPECT_EQ(a["state"], "succeeded") << a.dump();
   EXPECT_EQ(a["rung"], "half-steps");
   bool quality_event = false;
-  for (const auto& e : h.events_of(allowed, "fallback"))
+  for (const auto& e : h.events(allowed, "fallback"))
     if (e["data"]["quality"] == true) quality_event = true;
   EXPECT_TRUE(quality_event) << "a quality fallback is never silent";
 }

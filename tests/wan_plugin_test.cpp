@@ -25,31 +25,14 @@ using namespace std::chrono_literals;
 const std::string kPluginDir = std::string(REEL_BINARY_DIR) + "/lib/reel/plugins";
 const std::string kWanPlugin = kPluginDir + "/libwan.so";
 
-struct Harness {
-  TempDir dir;
-  Daemon daemon;
-  std::unique_ptr<RawClient> c;
+struct Harness : JobHarness {
   explicit Harness(std::vector<std::string> env = {}, const std::string& extra_config = "")
-      : daemon(dir.path(), "", std::move(env)) {
-    // Local inputs (images) come from the test's own folder: it is the input root.
-    write_file(daemon.config_path(), read_file(daemon.config_path()) + "[jobs]\ninput_roots = [\"" + dir.path() +
-                                         "\"]\n[plugins]\ndirs = [\"" + kPluginDir + "\"]\n" + extra_config);
-    daemon.start();
-    c = std::make_unique<RawClient>(daemon.socket());
-    c->hello();
+      : JobHarness("", std::move(env)) {
+    add_config(plugin_test_config(kPluginDir) + extra_config);
+    start();
   }
-  Json submit(const Json& job) {
-    Json r = c->call("submit", {{"job", job}});
-    EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
-    return r["result"]["job"];
-  }
-  Json job(const std::string& id) { return c->call("show", {{"id", id}})["result"]["job"]; }
-  bool wait_final(const std::string& id, std::chrono::milliseconds t = 240s) {
-    return wait_until([&] {
-      std::string s = job(id)["state"];
-      return s == "succeeded" || s == "failed" || s == "cancelled";
-    }, t);
-  }
+  // Model jobs on a loaded 2-core machine take minutes.
+  bool wait_final(const std::string& id, std::chrono::milliseconds t = 240s) { return JobHarness::wait_final(id, t); }
 };
 
 bool ends_with(const std::string& s, const std::string& tail) {

@@ -1,5 +1,7 @@
 #include "support/test_support.hpp"
 
+#include <gtest/gtest.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -16,6 +18,8 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include <gtest/gtest.h>
 
 namespace fs = std::filesystem;
 
@@ -257,6 +261,48 @@ CommandResult Daemon::ctl(const std::vector<std::string>& args, std::chrono::sec
   std::vector<std::string> argv = {REELCTL_BIN, "--socket", socket_};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_command(argv, {"NO_COLOR=1"}, timeout);
+}
+
+JobHarness::JobHarness(const std::string& daemon_keys, std::vector<std::string> env)
+    : daemon(dir.path(), daemon_keys, std::move(env)) {}
+
+void JobHarness::add_config(const std::string& toml) {
+  write_file(daemon.config_path(), read_file(daemon.config_path()) + toml);
+}
+
+std::string JobHarness::plugin_test_config(const std::string& plugin_dir) const {
+  return "[jobs]\ninput_roots = [\"" + dir.path() + "\"]\n[plugins]\ndirs = [\"" + plugin_dir + "\"]\n";
+}
+
+void JobHarness::start() {
+  daemon.start();
+  c = std::make_unique<RawClient>(daemon.socket());
+  c->hello();
+}
+
+nlohmann::json JobHarness::submit(const nlohmann::json& job) {
+  nlohmann::json r = c->call("submit", {{"job", job}});
+  EXPECT_TRUE(r["ok"].get<bool>()) << r.dump();
+  return r["result"]["job"];
+}
+
+nlohmann::json JobHarness::show(const std::string& id) { return c->call("show", {{"id", id}})["result"]; }
+nlohmann::json JobHarness::job(const std::string& id) { return show(id)["job"]; }
+std::string JobHarness::state(const std::string& id) { return job(id).value("state", ""); }
+
+bool JobHarness::wait_final(const std::string& id, std::chrono::milliseconds timeout) {
+  return wait_until([&] {
+    std::string s = state(id);
+    return s == "succeeded" || s == "failed" || s == "cancelled";
+  }, timeout);
+}
+
+std::vector<nlohmann::json> JobHarness::events(const std::string& id, const std::string& kind) {
+  std::vector<nlohmann::json> out;
+  const nlohmann::json shown = show(id);   // kept alive: ranging over part of a temporary dangles
+  for (const auto& e : shown["events"])
+    if (e.value("kind", "") == kind) out.push_back(e);
+  return out;
 }
 
 }  // namespace reel::test

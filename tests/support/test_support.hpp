@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -103,5 +104,28 @@ bool wait_until(Pred pred, std::chrono::milliseconds timeout = std::chrono::mill
   }
   return pred();
 }
+
+// A throwaway reeld in its own TempDir with one connected client, for tests that run
+// jobs through it. Construct with the [daemon] keys and environment, append to the
+// config with add_config(), then start() (again after daemon.kill9() for a restart).
+struct JobHarness {
+  TempDir dir;
+  Daemon daemon;
+  std::unique_ptr<RawClient> c;   // connected and greeted by start()
+
+  explicit JobHarness(const std::string& daemon_keys = "", std::vector<std::string> env = {});
+  void add_config(const std::string& toml);
+  // Config for tests of a real plugin: plugins come from `plugin_dir` only, and local
+  // inputs from the test's own folder (its input root).
+  std::string plugin_test_config(const std::string& plugin_dir) const;
+  void start();
+
+  nlohmann::json submit(const nlohmann::json& job);   // the stored job; a refusal fails the test
+  nlohmann::json show(const std::string& id);         // show's result: job, events, peaks
+  nlohmann::json job(const std::string& id);
+  std::string state(const std::string& id);
+  bool wait_final(const std::string& id, std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  std::vector<nlohmann::json> events(const std::string& id, const std::string& kind);
+};
 
 }  // namespace reel::test
