@@ -15,10 +15,11 @@ BUILD_PACKAGES=(
 )
 # Model plugins: LibTorch (CPU build; reference BLAS is ~40x slower than OpenBLAS, so
 # the pthread OpenBLAS is installed with it), SentencePiece for the T5 tokenizer, and
-# FFmpeg's libraries (with x264) for writing and reading video.
+# FFmpeg's libraries (with x264) for writing and reading video, ICU for tokenizers.
 PLUGIN_PACKAGES=(
   libtorch-dev libopenblas0-pthread libsentencepiece-dev
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libswresample-dev
+  libicu-dev         # Unicode classes for the Llama-3 tokenizer's regex (HunyuanVideo-Avatar)
 )
 
 # Remote-model plugins: libcurl (OpenSSL TLS) for the DashScope API.
