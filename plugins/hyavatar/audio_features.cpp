@@ -1,6 +1,7 @@
 // Whisper log-mel features; see audio_features.hpp for the contract.
 #include "audio_features.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <stdexcept>

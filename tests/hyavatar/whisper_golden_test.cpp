@@ -146,6 +146,26 @@ TEST(WhisperGolden, WholeChainFromTheWavFile) {
             << max_abs(windows, e_windows) << ", audio_prompts " << max_abs(prompts, e_prompts) << "\n";
 }
 
+TEST(WhisperFeatures, LongAudioIsFeaturisedPerChunk) {
+  // Past 30 s the reference featurises each 750 * 640-sample chunk on its own (its own
+  // zero padding and its own max - 8 floor) and concatenates: each chunk's frames equal
+  // that chunk's features computed alone.
+  const auto& f = fixture();
+  const auto wav = f.waveform();
+  const int64_t chunk = kVideoFramesPerChunk * kSamplesPerVideoFrame;
+  const auto tail = wav.slice(0, 0, 20000) * 0.01;  // quieter: a different floor than chunk 1
+  const auto x = torch::cat({wav.repeat({chunk / wav.size(0) + 1}).slice(0, 0, chunk), tail});
+  const auto feats = whisper_audio_features(x, f.features);
+  ASSERT_EQ(feats.mel.size(1), 2 * f.features.nb_max_frames);
+  EXPECT_EQ(feats.audio_len, x.size(0) / kSamplesPerVideoFrame);
+  const auto filters = whisper_mel_filters(f.features);
+  const auto second = whisper_log_mel_chunk(tail, f.features, filters);
+  EXPECT_TRUE(torch::equal(feats.mel.slice(1, f.features.nb_max_frames), second));
+  EXPECT_TRUE(torch::equal(feats.mel.slice(1, 0, f.features.nb_max_frames),
+                           whisper_log_mel_chunk(x.slice(0, 0, chunk), f.features, filters)));
+  EXPECT_THROW(whisper_log_mel_chunk(x, f.features, filters), std::invalid_argument);  // longer than a chunk
+}
+
 // --- loading and argument errors ---
 
 tio::Weights fixture_weights() {
