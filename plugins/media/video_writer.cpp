@@ -1,6 +1,8 @@
 // FFmpeg-based MP4/PNG writing and decoding; see video_writer.hpp for the contract.
 #include "video_writer.hpp"
 
+#include "audio.hpp"
+
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -13,6 +15,7 @@ extern "C" {
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -118,11 +121,91 @@ OpenInput open_input(const std::string& path) {
 
 double to_double(AVRational q) { return q.den ? av_q2d(q) : 0.0; }
 
+// The soundtrack of an MP4 being written: the decoded audio, its AAC encoder and stream.
+// Audio is encoded in step with the video (encode_until after each video frame) so the
+// muxer can interleave the two without buffering a whole track.
+struct AudioTrack {
+  DecodedAudio pcm;  // interleaved float at the encoder's rate and channel count
+  CodecCtx enc;
+  AVStream* st = nullptr;
+  Frame frame;
+  int64_t next = 0;  // the next sample frame to encode
+
+  // Decodes `audio` and sets up its encoder (before anything is written, so a bad
+  // soundtrack leaves no file behind). Keeps the input's rate when AAC supports it (else
+  // 48 kHz) and its channels (mono stays mono; more than two are mixed to stereo).
+  void open(const std::string& path, const std::string& audio, double video_seconds, bool cut) {
+    const AVCodec* codec = avcodec_find_encoder_by_name("aac");
+    if (!codec) fail(path, "this FFmpeg has no native AAC encoder");
+    try {
+      const AudioInfo info = read_audio_info(audio);
+      int rate = 48000;
+      for (const int* r = codec->supported_samplerates; r && *r; ++r)
+        if (*r == info.sample_rate) rate = info.sample_rate;
+      pcm = decode_audio_channels(audio, rate, info.channels == 1 ? 1 : 2);
+    } catch (const MediaError& e) {
+      fail(path, std::string("soundtrack: ") + e.what());
+    }
+    if (cut) {
+      const auto keep = static_cast<int64_t>(std::llround(video_seconds * pcm.sample_rate));
+      if (keep < pcm.frames()) pcm.samples.resize(static_cast<size_t>(keep) * pcm.channels);
+    }
+    enc.reset(avcodec_alloc_context3(codec));
+    if (!enc) fail(path, "out of memory");
+    enc->sample_fmt = AV_SAMPLE_FMT_FLTP;
+    enc->sample_rate = pcm.sample_rate;
+    av_channel_layout_default(&enc->ch_layout, pcm.channels);
+    enc->bit_rate = 96000 * pcm.channels;
+    enc->time_base = AVRational{1, pcm.sample_rate};
+  }
+
+  // After the video stream: the encoder opened against the container, its stream added.
+  void add_stream(const std::string& path, AVFormatContext* fmt) {
+    if (fmt->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
+    int r = avcodec_open2(enc.get(), enc->codec, nullptr);
+    if (r < 0) fail(path, "cannot open the AAC encoder", r);
+    st = avformat_new_stream(fmt, nullptr);
+    if (!st) fail(path, "cannot add an audio stream");
+    if ((r = avcodec_parameters_from_context(st->codecpar, enc.get())) < 0) fail(path, "audio codec parameters", r);
+    st->time_base = enc->time_base;
+    frame.reset(av_frame_alloc());
+    if (!frame) fail(path, "out of memory");
+  }
+
+  // Encodes the samples before `end` (a sample index; clipped to the track's length).
+  void encode_until(const std::string& path, int64_t end, AVFormatContext* fmt, AVPacket* pkt) {
+    end = std::min(end, pcm.frames());
+    const int64_t frame_size = enc->frame_size > 0 ? enc->frame_size : 1024;
+    while (next < end && (end - next >= frame_size || end == pcm.frames())) {
+      const int n = static_cast<int>(std::min(frame_size, pcm.frames() - next));
+      av_frame_unref(frame.get());
+      frame->format = AV_SAMPLE_FMT_FLTP;
+      frame->sample_rate = pcm.sample_rate;
+      frame->nb_samples = n;
+      int r = av_channel_layout_copy(&frame->ch_layout, &enc->ch_layout);
+      if (r >= 0) r = av_frame_get_buffer(frame.get(), 0);
+      if (r < 0) fail(path, "cannot allocate an audio frame", r);
+      for (int c = 0; c < pcm.channels; ++c) {
+        auto* dst = reinterpret_cast<float*>(frame->extended_data[c]);
+        const float* src = pcm.samples.data() + next * pcm.channels + c;
+        for (int i = 0; i < n; ++i) dst[i] = src[static_cast<size_t>(i) * pcm.channels];
+      }
+      frame->pts = next;
+      encode(path, enc.get(), frame.get(), fmt, st, pkt);
+      next += n;
+    }
+  }
+
+  void finish(const std::string& path, AVFormatContext* fmt, AVPacket* pkt) {
+    encode_until(path, pcm.frames(), fmt, pkt);
+    encode(path, enc.get(), nullptr, fmt, st, pkt);
+  }
+};
+
 }  // namespace
 
 void write_mp4(const std::string& path, const uint8_t* rgb, int frames, int height, int width, double fps,
                const Mp4Options& options) {
-  if (!options.audio.empty()) fail(path, "muxing an audio track (" + options.audio + ") is not implemented yet");
   if (!rgb) fail(path, "no pixel data");
   if (frames < 1) fail(path, "need at least one frame, got " + std::to_string(frames));
   if (width < 2 || height < 2 || width % 2 || height % 2)
@@ -134,6 +217,12 @@ void write_mp4(const std::string& path, const uint8_t* rgb, int frames, int heig
   const AVCodec* codec = avcodec_find_encoder_by_name("libx264");
   if (!codec) fail(path, "this FFmpeg has no libx264 encoder");
   const AVRational rate = av_d2q(fps, 100000);
+
+  std::unique_ptr<AudioTrack> audio;
+  if (!options.audio.empty()) {
+    audio = std::make_unique<AudioTrack>();
+    audio->open(path, options.audio, frames / fps, options.cut_audio_to_video);
+  }
 
   Output out;
   out.path = path;
@@ -163,6 +252,7 @@ void write_mp4(const std::string& path, const uint8_t* rgb, int frames, int heig
   if ((r = avcodec_parameters_from_context(st->codecpar, enc.get())) < 0) fail(path, "codec parameters", r);
   st->time_base = enc->time_base;
   st->avg_frame_rate = rate;
+  if (audio) audio->add_stream(path, out.fmt);
 
   if ((r = avio_open(&out.fmt->pb, path.c_str(), AVIO_FLAG_WRITE)) < 0) fail(path, "cannot open for writing", r);
   AVDictionary* mux_opts = nullptr;
@@ -197,8 +287,11 @@ void write_mp4(const std::string& path, const uint8_t* rgb, int frames, int heig
     sws_scale(sws.get(), src, src_stride, 0, height, frame->data, frame->linesize);
     frame->pts = i;
     encode(path, enc.get(), frame.get(), out.fmt, st, pkt.get());
+    if (audio) audio->encode_until(path, static_cast<int64_t>(std::ceil((i + 1) / fps * audio->pcm.sample_rate)),
+                                   out.fmt, pkt.get());
   }
   encode(path, enc.get(), nullptr, out.fmt, st, pkt.get());
+  if (audio) audio->finish(path, out.fmt, pkt.get());
   if ((r = av_write_trailer(out.fmt)) < 0) fail(path, "cannot finish the MP4", r);
   if ((r = avio_closep(&out.fmt->pb)) < 0) fail(path, "cannot close", r);
   out.committed = true;

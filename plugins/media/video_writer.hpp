@@ -9,6 +9,8 @@
 // players convert back the same way), constant frame rate, "+faststart" (index at the
 // front, playable while downloading). yuv420p needs even sizes: odd widths/heights are
 // refused rather than silently padded or cropped (Wan sizes are multiples of 16).
+// Optional soundtrack (Mp4Options::audio): decoded with audio.hpp and encoded as AAC-LC
+// (FFmpeg's native encoder, 96 kb/s per channel), interleaved with the video.
 // Errors: every failure throws MediaError with the path and FFmpeg's reason; a failed
 // write removes the partial file.
 // Thread-safety: functions are reentrant (no shared state; FFmpeg >= 4 needs no global init).
@@ -28,9 +30,17 @@ struct MediaError : std::runtime_error {
 struct Mp4Options {
   int crf = 18;                  // x264 constant rate factor: 0 lossless .. 51; 18 is visually lossless
   std::string preset = "medium"; // x264 preset: ultrafast .. veryslow
-  // Hook for muxing a soundtrack later (e.g. avatar models): a path to an audio file. Not
-  // implemented yet: a non-empty value throws MediaError instead of silently dropping it.
+  // A soundtrack to mux (e.g. the speech an avatar video was generated from): any audio
+  // file FFmpeg decodes, or a video's audio track. Its sample rate is kept when AAC allows
+  // it (else 48 kHz); mono stays mono, anything else becomes stereo. The track is kept
+  // WHOLE by default, even when it runs longer or shorter than the video (audio-driven
+  // models make the video as long as the audio; cutting speech mid-word would be worse
+  // than a held last frame). Empty: no audio stream. A soundtrack that cannot be decoded
+  // throws MediaError naming both files, before anything is written.
   std::string audio;
+  // Cut the soundtrack to the video's duration (frames / fps) when it is longer. A shorter
+  // soundtrack is never padded: the audio stream simply ends first.
+  bool cut_audio_to_video = false;
 };
 
 // Encodes `frames` RGB frames of width x height (buffer of frames*height*width*3 bytes) at

@@ -129,7 +129,7 @@ TEST(Media, RefusesBadArguments) {
   EXPECT_THROW(reel::media::write_mp4(path, rgb.data(), 0, 16, 16, 16), MediaError);  // no frames
   EXPECT_THROW(reel::media::write_mp4(path, rgb.data(), 1, 16, 16, 0), MediaError);   // fps 0
   reel::media::Mp4Options o;
-  o.audio = "voice.wav";  // the hook exists but muxing is not implemented
+  o.audio = "voice.wav";  // a soundtrack that does not exist
   EXPECT_THROW(reel::media::write_mp4(path, rgb.data(), 1, 16, 16, 16, o), MediaError);
   o = {};
   o.preset = "not-a-preset";
