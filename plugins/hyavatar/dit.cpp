@@ -89,23 +89,31 @@ HYAvatarDiTConfig read_hyavatar_dit_config(const std::string& path) {
   return c;
 }
 
+std::string hyavatar_fp8_map_path(const std::string& pt_path) {
+  const auto dot = pt_path.rfind(".pt");
+  if (dot == std::string::npos || dot + 3 != pt_path.size())
+    throw tensorio::WeightError(pt_path + ": an fp8 checkpoint must end in .pt (its scales are in <name>_map.pt)");
+  return pt_path.substr(0, dot) + "_map.pt";
+}
+
+std::map<std::string, double> read_hyavatar_fp8_scales(const std::string& map_path) {
+  auto scales = tensorio::load_weights(map_path);
+  scales.strip_prefix("module.");
+  std::map<std::string, double> out;
+  for (const auto& [name, s] : scales.all()) {
+    if (s.numel() != 1)
+      throw tensorio::WeightError(map_path + ": the scale of " + name + " must be one number (per-tensor), got " +
+                                  std::to_string(s.numel()));
+    out[name + ".weight"] = s.to(torch::kFloat64).item<double>();
+  }
+  return out;
+}
+
 tensorio::Weights load_hyavatar_dit_weights(const std::string& pt_path, std::map<std::string, double>* fp8_scales) {
   auto w = tensorio::load_weights(pt_path);
   w.strip_prefix("module.");
-  if (fp8_scales) {
-    // The reference's convert_fp8_linear: <file>.pt -> <file>_map.pt, {"module": {linear: scale}}.
-    auto map_path = pt_path;
-    const auto dot = map_path.rfind(".pt");
-    if (dot == std::string::npos) throw tensorio::WeightError(pt_path + ": an fp8 checkpoint must end in .pt");
-    map_path = map_path.substr(0, dot) + "_map.pt";
-    auto scales = tensorio::load_weights(map_path);
-    scales.strip_prefix("module.");
-    for (const auto& [name, s] : scales.all()) {
-      if (s.numel() != 1)
-        throw tensorio::WeightError(map_path + ": the scale of " + name + " must be one number (per-tensor)");
-      (*fp8_scales)[name + ".weight"] = s.to(torch::kFloat64).item<double>();
-    }
-  }
+  // The reference's convert_fp8_linear reads the scales from <file>_map.pt.
+  if (fp8_scales) *fp8_scales = read_hyavatar_fp8_scales(hyavatar_fp8_map_path(pt_path));
   return w;
 }
 

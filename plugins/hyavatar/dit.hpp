@@ -171,5 +171,11 @@ class HYAvatarDiT {
 // blocks, the scale from the sibling *_map.pt ({"module": {"<linear name>": scale}}).
 tensorio::Weights load_hyavatar_dit_weights(const std::string& pt_path,
                                             std::map<std::string, double>* fp8_scales = nullptr);
+// The reference's fp8 scale file beside an fp8 checkpoint: "<name>.pt" -> "<name>_map.pt".
+std::string hyavatar_fp8_map_path(const std::string& pt_path);
+// Its scales ({"module": {"<linear module name>": scale}}) keyed by the weight they
+// multiply ("<linear module name>.weight"). Throws tensorio::WeightError naming the file
+// and the entry when a scale is not a single number.
+std::map<std::string, double> read_hyavatar_fp8_scales(const std::string& map_path);
 
 }  // namespace reel::hyavatar

@@ -11,11 +11,15 @@
 // blocks. A wrong formula, mask or ordering gives errors of 1e-2 and more.
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
+#include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include "hyavatar/dit.hpp"
 #include "tensorio/weights.hpp"
@@ -221,6 +225,66 @@ TEST(HyAvatarDiT, Fp8BlockLinearsDecodeWithTheirScales) {
   EXPECT_TRUE(torch::equal(a, b));
   // Quantization changes the weights, so the output moves away from the float32 one.
   EXPECT_GT((a - io().at("out")).abs().max().item<double>(), 1e-4);
+}
+
+// A torch.save archive of {"module": {name: float32 tensor}} (pickle protocol 2, written
+// opcode by opcode as torch.save does), for the fp8 scale file.
+void write_scale_map(const std::string& path, const std::vector<std::pair<std::string, std::vector<float>>>& scales) {
+  std::string b = "\x80\x02}(";
+  auto str = [&](const std::string& v) {
+    b += 'X';
+    const auto n = static_cast<uint32_t>(v.size());
+    for (int i = 0; i < 4; ++i) b += static_cast<char>((n >> (8 * i)) & 0xFF);
+    b += v;
+  };
+  auto small = [&](size_t v) { b += 'K'; b += static_cast<char>(v); };
+  str("module");
+  b += "}(";
+  caffe2::serialize::PyTorchStreamWriter w(path);
+  std::vector<std::string> data;
+  for (size_t i = 0; i < scales.size(); ++i) {
+    const auto& v = scales[i].second;
+    str(scales[i].first);
+    b += "ctorch._utils\n_rebuild_tensor_v2\n((";
+    str("storage");
+    b += "ctorch\nFloatStorage\n";
+    str(std::to_string(i));
+    str("cpu");
+    small(v.size());
+    b += "tQ";
+    small(0);
+    b += '(';
+    if (v.size() != 1) small(v.size());  // a scalar has size () and stride ()
+    b += "t(";
+    if (v.size() != 1) small(1);
+    b += "t\x89" "ccollections\nOrderedDict\n)RtR";  // NEWFALSE, OrderedDict()
+    data.emplace_back(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  }
+  b += "uu.";
+  w.writeRecord("data.pkl", b.data(), b.size());
+  for (size_t i = 0; i < data.size(); ++i) w.writeRecord("data/" + std::to_string(i), data[i].data(), data[i].size());
+  w.writeEndOfFile();
+}
+
+TEST(HyAvatarDiT, Fp8ScaleMapFile) {
+  EXPECT_EQ(hy::hyavatar_fp8_map_path("t/mp_rank_00_model_states_fp8.pt"), "t/mp_rank_00_model_states_fp8_map.pt");
+  EXPECT_THROW(hy::hyavatar_fp8_map_path("t/model.safetensors"), tio::WeightError);
+  const auto dir = std::filesystem::temp_directory_path() / ("hyavatar_fp8_" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const auto good = (dir / "good_map.pt").string(), bad = (dir / "bad_map.pt").string();
+  write_scale_map(good, {{"double_blocks.0.img_attn_qkv", {0.25f}}, {"single_blocks.1.linear1", {2.0f}}});
+  auto scales = hy::read_hyavatar_fp8_scales(good);
+  EXPECT_EQ(scales.size(), 2u);
+  EXPECT_DOUBLE_EQ(scales.at("double_blocks.0.img_attn_qkv.weight"), 0.25);
+  EXPECT_DOUBLE_EQ(scales.at("single_blocks.1.linear1.weight"), 2.0);
+  write_scale_map(bad, {{"double_blocks.0.img_mlp.fc1", {1.0f, 2.0f}}});
+  try {
+    hy::read_hyavatar_fp8_scales(bad);
+    ADD_FAILURE() << "a per-channel scale was accepted";
+  } catch (const tio::WeightError& e) {
+    EXPECT_NE(std::string(e.what()).find("double_blocks.0.img_mlp.fc1"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(dir);
 }
 
 TEST(HyAvatarDiT, BadInputsAreNamed) {
