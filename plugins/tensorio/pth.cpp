@@ -42,6 +42,7 @@ struct Obj {
   std::vector<std::pair<Value, Value>> dict;    // Dict, in insertion order
   Fn fn = Fn::OrderedDict;                      // Global
   torch::Dtype dtype = torch::kFloat32;         // Global StorageType
+  std::string fp8;                              // StorageType, Tensor: "F8_E4M3"/"F8_E5M2" for float8 bytes
   torch::Tensor tensor;                         // Tensor (a storage is a 1-d tensor of its dtype)
 };
 
@@ -67,16 +68,20 @@ const char* kind_name(Kind k) {
   return "?";
 }
 
-bool storage_dtype(const std::string& name, torch::Dtype& out) {
+// LibTorch 1.13 has no float8 dtypes: float8 storages (torch >= 2.1) come back as their
+// raw bytes, uint8, marked with their format.
+bool storage_dtype(const std::string& name, torch::Dtype& out, std::string& fp8) {
   static const std::map<std::string, torch::Dtype> table = {
       {"FloatStorage", torch::kFloat32}, {"DoubleStorage", torch::kFloat64}, {"HalfStorage", torch::kFloat16},
       {"BFloat16Storage", torch::kBFloat16}, {"LongStorage", torch::kInt64},  {"IntStorage", torch::kInt32},
       {"ShortStorage", torch::kInt16},   {"CharStorage", torch::kInt8},      {"ByteStorage", torch::kUInt8},
-      {"BoolStorage", torch::kBool},
+      {"BoolStorage", torch::kBool},     {"Float8_e4m3fnStorage", torch::kUInt8},
+      {"Float8_e5m2Storage", torch::kUInt8},
   };
   auto it = table.find(name);
   if (it == table.end()) return false;
   out = it->second;
+  fp8 = name == "Float8_e4m3fnStorage" ? "F8_E4M3" : name == "Float8_e5m2Storage" ? "F8_E5M2" : "";
   return true;
 }
 
@@ -380,7 +385,7 @@ class Unpickler {
       v->fn = Fn::RebuildParameterWithState;
     } else if (module == "torch.jit._pickle" && name == "restore_type_tag") {
       v->fn = Fn::RestoreTypeTag;  // LibTorch's pickle_save tags typed dicts: (obj, "Dict[str, Tensor]")
-    } else if (module == "torch" && storage_dtype(name, v->dtype)) {
+    } else if (module == "torch" && storage_dtype(name, v->dtype, v->fp8)) {
       v->fn = Fn::StorageType;
     } else {
       fail(at, "refusing pickle global '" + module + "." + name + "' (only state_dicts of tensors are read)");
@@ -435,6 +440,7 @@ class Unpickler {
         auto v = make(Kind::Tensor);
         v->tensor = numel > 0 ? storage.as_strided(size, stride, offset)
                               : torch::empty(size, torch::TensorOptions().dtype(storage.scalar_type()));
+        v->fp8 = a[0]->fp8;
         return v;
       }
       case Fn::RebuildParameter:
@@ -469,6 +475,7 @@ class Unpickler {
     const int64_t numel = as_int(pid->items[4], ok);
     const auto opts = torch::TensorOptions().dtype(type->dtype);
     auto v = make(Kind::Tensor);
+    v->fp8 = type->fp8;
     // Fast path: alias the stored bytes in the mapping.
     if (const ZipIndex::Rec* r = zip_.find(prefix_ + record)) {
       char* p = map_->data + r->offset;
@@ -528,14 +535,16 @@ std::string key_str(const std::string& path, const Value& k) {
   throw WeightError(path + ": a dict key is a " + kind_name(k->kind) + ", not a string");
 }
 
-void flatten(const std::string& path, const Value& v, const std::string& prefix, TensorMap& out, int depth) {
+void flatten(const std::string& path, const Value& v, const std::string& prefix, TensorMap& out,
+             std::map<std::string, std::string>& fp8, int depth) {
   if (depth > 64) throw WeightError(path + ": dicts nested too deeply");
   for (auto& [k, val] : v->dict) {
     const std::string name = prefix + key_str(path, k);
     if (val->kind == Kind::Tensor) {
       if (!out.emplace(name, val->tensor).second) throw WeightError(path + ": tensor '" + name + "' appears twice");
+      if (!val->fp8.empty()) fp8[name] = val->fp8;
     } else if (val->kind == Kind::Dict) {
-      flatten(path, val, name + ".", out, depth + 1);
+      flatten(path, val, name + ".", out, fp8, depth + 1);
     }
     // Other leaves (epoch counters, config strings, None) are not weights.
   }
@@ -543,7 +552,7 @@ void flatten(const std::string& path, const Value& v, const std::string& prefix,
 
 }  // namespace
 
-TensorMap load_pth(const std::string& path) {
+TensorMap load_pth(const std::string& path, std::map<std::string, std::string>* raw_fp8) {
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
   std::string pkl;
   try {
@@ -571,7 +580,9 @@ TensorMap load_pth(const std::string& path) {
   if (root->kind != Kind::Dict)
     throw WeightError(path + ": holds a " + std::string(kind_name(root->kind)) + ", not a dict of tensors");
   TensorMap out;
-  flatten(path, root, "", out, 0);
+  std::map<std::string, std::string> fp8;
+  flatten(path, root, "", out, fp8, 0);
+  if (raw_fp8) *raw_fp8 = std::move(fp8);
   return out;
 }
 

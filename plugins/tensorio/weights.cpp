@@ -176,7 +176,8 @@ Weights load_weights(const std::string& path) {
     for (auto it = fp8.begin(); it != fp8.end();) it = t.count(it->first) ? std::next(it) : fp8.erase(it);
     return Weights(std::move(t), path, std::move(fp8));
   }
-  return Weights(load_pth(path), path);
+  TensorMap t = load_pth(path, &fp8);
+  return Weights(std::move(t), path, std::move(fp8));
 }
 
 }  // namespace reel::tensorio

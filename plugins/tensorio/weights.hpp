@@ -64,7 +64,10 @@ Fp8Tensor quantize_fp8_e4m3(const torch::Tensor& x);
 // Only the pickle subset torch.save writes is understood, and only the globals that
 // rebuild tensors and containers are allowed: anything else is refused (WeightError
 // naming the file and the opcode or global), never executed.
-TensorMap load_pth(const std::string& path);
+// Float8 tensors (torch >= 2.1's Float8_e4m3fn / Float8_e5m2 storages) come back as
+// uint8 raw bytes; `raw_fp8`, when given, receives their names and formats ("F8_E4M3",
+// "F8_E5M2"), as Weights takes them.
+TensorMap load_pth(const std::string& path, std::map<std::string, std::string>* raw_fp8 = nullptr);
 
 // A checkpoint's tensors addressed by their published names, with the checks a
 // model loader needs: require() names the file and the tensor when one is missing or

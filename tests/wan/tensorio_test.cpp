@@ -403,6 +403,32 @@ void write_pth(const std::string& path, const std::string& pkl, const std::map<s
 
 }  // namespace
 
+TEST(Pth, Float8StoragesComeBackAsMarkedBytes) {
+  // torch >= 2.1 saves float8 tensors (the HunyuanVideo-Avatar fp8 checkpoint) as
+  // Float8_e4m3fnStorage / Float8_e5m2Storage.
+  TmpDir d;
+  const auto p = d.file("fp8.pt");
+  const std::string e4m3 = {'\x38', '\x40', '\xB0', '\x7E'};   // 1, 2, -0.5, 448
+  const std::string e5m2 = {'\x3C', '\xC0'};                    // 1, -2
+  Pickle k;
+  k.op('}').op('(');
+  k.str("w8").tensor("0", "Float8_e4m3fnStorage", 4, 0, {2, 2}, {2, 1});
+  k.str("w5").tensor("1", "Float8_e5m2Storage", 2, 0, {2}, {1});
+  k.str("f").tensor("2", "FloatStorage", 1, 0, {1}, {1});
+  k.op('u').op('.');
+  const std::string one = {'\x00', '\x00', '\x80', '\x3F'};
+  write_pth(p, k.b, {{"0", e4m3}, {"1", e5m2}, {"2", one}});
+  std::map<std::string, std::string> fp8;
+  TensorMap m = load_pth(p, &fp8);
+  EXPECT_EQ(m.at("w8").scalar_type(), torch::kUInt8);
+  EXPECT_EQ(m.at("w8").sizes(), (std::vector<int64_t>{2, 2}));
+  EXPECT_EQ(fp8, (std::map<std::string, std::string>{{"w8", "F8_E4M3"}, {"w5", "F8_E5M2"}}));
+  Weights w = load_weights(p);
+  EXPECT_TRUE(torch::equal(w.require("w8", {2, 2}), torch::tensor({1.0f, 2.0f, -0.5f, 448.0f}).reshape({2, 2})));
+  EXPECT_TRUE(torch::equal(w.require("w5"), torch::tensor({1.0f, -2.0f})));
+  EXPECT_TRUE(torch::equal(w.require("f"), torch::tensor({1.0f})));
+}
+
 TEST(Pth, NestedDictSharedStorageAndSkippedLeaves) {
   TmpDir d;
   const auto p = d.file("nested.pth");
