@@ -19,6 +19,9 @@
 // the numbers (tiles see their own borders and attention only within the tile), so it
 // is part of what the pipeline computes, not only a memory saving. The port decodes and
 // blends one tile at a time and keeps only the tiles a later blend still reads.
+// Memory: intermediates are released as soon as they are consumed, convolutions over
+// large inputs pad and convolve a run of frames at a time (no whole padded copy), and
+// the middle block's attention takes its queries in chunks (scores stay ~256 MiB).
 //
 // Invariants: weights float32 (upcast at load), on the CPU unless moved with to();
 // inputs are 5-D [B, C, T, H, W]; evaluation runs under NoGradGuard.

@@ -1,9 +1,11 @@
 // The causal 3D VAE's layers: loading by published key names and evaluation.
 // Evaluation releases each intermediate as soon as the next one exists (tensors are
 // moved, not copied, through the blocks), so a resnet holds at most its input, one
-// activation, its padded copy and the convolution's output.
+// activation and the convolution's output; large convolutions pad a run of frames at a
+// time instead of copying the whole padded input (conv_forward).
 #include "vae_blocks.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -67,14 +69,40 @@ Conv load_conv(KeyTaker& k, const std::string& prefix, int64_t in, int64_t out, 
   return c;
 }
 
-torch::Tensor conv_forward(const Conv& c, const torch::Tensor& x) {
+torch::Tensor conv_forward(const Conv& c, const torch::Tensor& x, int64_t chunk_bytes) {
   std::vector<int64_t> stride(c.stride.begin(), c.stride.end());
   if (!c.padded || c.kernel == 1) return torch::conv3d(x, c.weight, c.bias, stride);
-  // F.pad(x, (k/2, k/2, k/2, k/2, k-1, 0), mode="replicate"): W, H, then T.
-  const int64_t s = c.kernel / 2;
-  const int64_t front = c.causal ? c.kernel - 1 : s, back = c.causal ? 0 : s;
-  auto padded = torch::replication_pad3d(x, {s, s, s, s, front, back});
-  return torch::conv3d(padded, c.weight, c.bias, stride);
+  // F.pad(x, (k/2, k/2, k/2, k/2, k-1, 0), mode="replicate"): W, H, then T (past side only).
+  const int64_t k = c.kernel, s = k / 2;
+  const int64_t front = c.causal ? k - 1 : s, back = c.causal ? 0 : s;
+  const int64_t T = x.size(2);
+  const int64_t frame_bytes = x.size(0) * x.size(1) * (x.size(3) + 2 * s) * (x.size(4) + 2 * s) *
+                              static_cast<int64_t>(x.element_size());
+  if (chunk_bytes <= 0 || frame_bytes * (T + front + back) <= chunk_bytes)
+    return torch::conv3d(torch::replication_pad3d(x, {s, s, s, s, front, back}), c.weight, c.bias, stride);
+
+  const int64_t st = c.stride[0];
+  const int64_t t_out = (T + front + back - k) / st + 1;
+  // Output frames per chunk so that one padded slice stays within chunk_bytes.
+  const int64_t per_chunk = std::max<int64_t>(1, (chunk_bytes / frame_bytes - k) / st + 1);
+  torch::Tensor out;
+  for (int64_t t0 = 0; t0 < t_out; t0 += per_chunk) {
+    const int64_t t1 = std::min(t_out, t0 + per_chunk);
+    // Output frame t reads padded frames [t*st, t*st + k - 1], i.e. input frames shifted
+    // back by `front`; frames outside [0, T) are the replicated edge frames.
+    const int64_t lo = t0 * st - front, hi = (t1 - 1) * st + k - 1 - front;  // inclusive
+    const int64_t first = std::max<int64_t>(lo, 0), last = std::min<int64_t>(hi, T - 1);
+    auto slice = torch::replication_pad3d(x.slice(2, first, last + 1),
+                                          {s, s, s, s, first - lo, hi - last});
+    auto y = torch::conv3d(slice, c.weight, c.bias, stride);
+    if (!out.defined()) {
+      auto shape = y.sizes().vec();
+      shape[2] = t_out;
+      out = torch::empty(shape, y.options());
+    }
+    out.narrow(2, t0, t1 - t0).copy_(y);
+  }
+  return out;
 }
 
 // ---- normalisation ---------------------------------------------------------------------

@@ -46,7 +46,12 @@ struct Conv {
 };
 Conv load_conv(KeyTaker& k, const std::string& prefix, int64_t in, int64_t out, int64_t kernel,
                std::array<int64_t, 3> stride, bool causal_conv_wrapper, bool causal);
-torch::Tensor conv_forward(const Conv& c, const torch::Tensor& x);
+// Inputs whose padded copy would exceed `chunk_bytes` are convolved a run of output
+// frames at a time, each from its own padded slice, so no padded copy of the whole
+// input exists (the output is the same up to float rounding: every output frame sees
+// the same padded inputs). 0 disables the chunking.
+constexpr int64_t kConvChunkBytes = int64_t{256} << 20;
+torch::Tensor conv_forward(const Conv& c, const torch::Tensor& x, int64_t chunk_bytes = kConvChunkBytes);
 
 struct Norm {
   torch::Tensor weight, bias;

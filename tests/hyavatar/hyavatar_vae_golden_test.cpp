@@ -15,6 +15,7 @@
 
 #include "tensorio/weights.hpp"
 #include "hyavatar/vae.hpp"
+#include "hyavatar/vae_blocks.hpp"
 #include "wan/golden.hpp"
 
 namespace reel::hyavatar {
@@ -207,6 +208,31 @@ TEST(HyAvatarVae, TilingThatCannotAdvanceIsRejected) {
   t.temporal = false;
   t.tile_sample_min_tsize = 0;  // unused while temporal tiling is off
   EXPECT_NO_THROW(t.validate());
+}
+
+// The memory-saving path of the causal convolution (output frames a run at a time, each
+// from its own padded slice) against the whole-tensor padding the reference does, for
+// the strides and paddings the VAE uses. Same float32 convolution per output frame, so
+// only rounding inside the convolution may differ.
+TEST(HyAvatarVae, ChunkedCausalConvolutionMatchesWholeTensorPadding) {
+  torch::manual_seed(7);
+  for (bool causal : {true, false})
+    for (int64_t st : {1, 2}) {
+      vae::Conv c;
+      c.weight = torch::randn({5, 4, 3, 3, 3});
+      c.bias = torch::randn({5});
+      c.kernel = 3;
+      c.stride = {st, st, st};
+      c.causal = causal;
+      auto x = torch::randn({2, 4, 11, 6, 7});
+      auto whole = vae::conv_forward(c, x, 0);
+      const int64_t frame_bytes = 2 * 4 * 8 * 9 * 4;
+      for (int64_t frames : {1, 3, 4, 6}) {
+        auto chunked = vae::conv_forward(c, x, frames * frame_bytes);
+        EXPECT_TRUE(golden::close(chunked, whole, 1e-6, 1e-6)) << "causal " << causal << " stride " << st
+                                                                << " frames " << frames;
+      }
+    }
 }
 
 }  // namespace
