@@ -3,76 +3,27 @@
 #include "clip_tokenizer.hpp"
 
 #include <algorithm>
-#include <clocale>
-#include <cwctype>
 #include <fstream>
 #include <limits>
-#include <locale.h>
 #include <sstream>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
+#include "unicode_text.hpp"
+
 namespace reel::hyavatar {
 
 namespace {
 
-// ---- UTF-8 ---------------------------------------------------------------------------
-
-std::vector<char32_t> decode_utf8(const std::string& s) {
-  std::vector<char32_t> out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    char32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    bool ok = len > 0 && i + len <= s.size();
-    for (int k = 1; ok && k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc >> 6) != 2) ok = false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if (!ok) {  // Python decodes prompts strictly; a malformed byte becomes U+FFFD like errors="replace".
-      out.push_back(0xFFFD);
-      ++i;
-      continue;
-    }
-    out.push_back(cp);
-    i += len;
-  }
-  return out;
-}
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-std::string encode_utf8(const std::vector<char32_t>& cps) {
-  std::string s;
-  for (char32_t c : cps) append_utf8(s, c);
-  return s;
-}
+using unicode::append_utf8;
+using unicode::decode_utf8;
+using unicode::encode_utf8;
+using unicode::is_letter;
+using unicode::is_number;
+using unicode::to_lower;
 
 // ---- Unicode classes -----------------------------------------------------------------
-
-locale_t utf8_locale() {
-  static locale_t loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(0));
-  return loc;
-}
 
 // BasicTokenizer._is_whitespace: space, \t \n \r, and category Zs.
 bool is_whitespace(char32_t c) {
@@ -97,23 +48,6 @@ bool is_cjk(char32_t c) {
          (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
 }
 
-// \p{N}: ASCII digits and the Latin-1 numeric signs; other scripts' digits are classed
-// as letters by glibc and stay in letter runs (an approximation beyond Latin-1).
-bool is_number(char32_t c) {
-  return (c >= '0' && c <= '9') || c == 0xB2 || c == 0xB3 || c == 0xB9 || (c >= 0xBC && c <= 0xBE);
-}
-
-bool is_letter(char32_t c) {
-  if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-  if (is_number(c)) return false;
-  return utf8_locale() && iswalpha_l(static_cast<wint_t>(c), utf8_locale());
-}
-
-char32_t to_lower(char32_t c) {
-  if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-  return utf8_locale() ? static_cast<char32_t>(towlower_l(static_cast<wint_t>(c), utf8_locale())) : c;
-}
-
 // ---- files -----------------------------------------------------------------------------
 
 std::string read_file(const std::string& path) {
@@ -129,22 +63,6 @@ std::string token_text(const nlohmann::json& j) {
   if (j.is_string()) return j.get<std::string>();
   if (j.is_object() && j.contains("content")) return j["content"].get<std::string>();
   return {};
-}
-
-// GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to 256 + n.
-std::vector<std::string> make_byte_table() {
-  std::vector<std::string> table(256);
-  std::vector<bool> printable(256, false);
-  for (int b = '!'; b <= '~'; ++b) printable[b] = true;
-  for (int b = 0xA1; b <= 0xAC; ++b) printable[b] = true;
-  for (int b = 0xAE; b <= 0xFF; ++b) printable[b] = true;
-  int n = 0;
-  for (int b = 0; b < 256; ++b) {
-    std::string s;
-    append_utf8(s, printable[b] ? static_cast<char32_t>(b) : static_cast<char32_t>(256 + n++));
-    table[b] = s;
-  }
-  return table;
 }
 
 constexpr const char* kEndOfWord = "</w>";
@@ -194,7 +112,7 @@ ClipTokenizer ClipTokenizer::load(const std::string& dir, int64_t max_length) {
   if (max_length < 2) throw std::invalid_argument("CLIP tokenizer max_length must be at least 2 (bos and eos)");
   ClipTokenizer t;
   t.max_length_ = max_length;
-  t.byte_to_unicode_ = make_byte_table();
+  t.byte_to_unicode_ = unicode::byte_to_unicode();
 
   const std::string vocab_path = dir + "/vocab.json";
   try {
