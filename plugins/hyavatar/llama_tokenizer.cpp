@@ -18,6 +18,17 @@ namespace {
 bool is_newline(char32_t c) { return c == '\r' || c == '\n'; }
 }  // namespace
 
+LlavaTokens pad_llava_tokens(std::vector<int64_t> ids, int64_t max_length, int64_t pad_id) {
+  if (static_cast<int64_t>(ids.size()) > max_length) ids.resize(static_cast<size_t>(max_length));
+  LlavaTokens t;
+  t.n_valid = static_cast<int64_t>(ids.size());
+  t.mask.assign(ids.size(), 1);
+  t.ids = std::move(ids);
+  t.ids.resize(static_cast<size_t>(max_length), pad_id);
+  t.mask.resize(static_cast<size_t>(max_length), 0);
+  return t;
+}
+
 std::vector<std::string> llama3_pretokenize(const std::string& utf8_text) {
   const std::vector<char32_t> t = decode_utf8(utf8_text);
   const size_t n = t.size();

@@ -1,7 +1,7 @@
-// Llama-3 prompt tokenization for the LLaVA-LLaMA-3 encoder (llava_encoder.hpp's
-// LlamaTokenizer interface): added/special tokens (<|begin_of_text|>, <|eot_id|>, <image>,
-// ...) are split out of the text first as written; the rest goes through Llama-3's
-// pre-tokenizer pattern
+// Llama-3 prompt tokenization for the LLaVA-LLaMA-3 encoder (llava_encoder.hpp): the
+// LlamaTokenizer interface, the padding of its ids, and Llama3Tokenizer (no LibTorch
+// here). Added/special tokens (<|begin_of_text|>, <|eot_id|>, <image>, ...) are split
+// out of the text first as written; the rest goes through Llama-3's pre-tokenizer pattern
 //   (?i:'s|'t|'re|'ve|'m|'ll|'d) | [^\r\n\p{L}\p{N}]?\p{L}+ | \p{N}{1,3} |
 //   ' '?[^\s\p{L}\p{N}]+[\r\n]* | \s*[\r\n]+ | \s+(?!\S) | \s+
 // and each piece becomes ids through a model; BOS is prepended (the post-processor of
@@ -21,9 +21,24 @@
 #include <unordered_map>
 #include <vector>
 
-#include "llava_encoder.hpp"
-
 namespace reel::hyavatar {
+
+// Turns text into Llama-3 ids: BOS first, special tokens (<|eot_id|>, <image>, ...)
+// recognised as written, no padding. The real one reads tokenizer.json; the test
+// fixture's is a word-level stand-in. Implementations must be immutable after load.
+class LlamaTokenizer {
+ public:
+  virtual ~LlamaTokenizer() = default;
+  virtual std::vector<int64_t> encode(const std::string& text) const = 0;
+};
+
+struct LlavaTokens {
+  std::vector<int64_t> ids;   // [max_length]
+  std::vector<int64_t> mask;  // [max_length]: 1 on the first n_valid
+  int64_t n_valid = 0;
+};
+// padding="max_length", truncation=True (right side) as the reference's tokenizer call.
+LlavaTokens pad_llava_tokens(std::vector<int64_t> ids, int64_t max_length, int64_t pad_id);
 
 // The pre-tokenizer pattern above, over text without special tokens.
 std::vector<std::string> llama3_pretokenize(const std::string& utf8_text);

@@ -72,17 +72,6 @@ std::string LlavaPromptTemplate::build(const std::string& prompt) const {
   return text.substr(0, at) + prompt + text.substr(at + 2) + suffix;
 }
 
-LlavaTokens pad_llava_tokens(std::vector<int64_t> ids, int64_t max_length, int64_t pad_id) {
-  if (static_cast<int64_t>(ids.size()) > max_length) ids.resize(static_cast<size_t>(max_length));
-  LlavaTokens t;
-  t.n_valid = static_cast<int64_t>(ids.size());
-  t.mask.assign(ids.size(), 1);
-  t.ids = std::move(ids);
-  t.ids.resize(static_cast<size_t>(max_length), pad_id);
-  t.mask.resize(static_cast<size_t>(max_length), 0);
-  return t;
-}
-
 LlavaEncoder LlavaEncoder::load(const LlavaConfig& c, const tensorio::Weights& w, torch::Dtype dt) {
   const int64_t Hv = c.vision.hidden_size, H = c.text.hidden_size;
   std::vector<ExpectedTensor> expected = ClipVisionTower::expected_keys(c.vision, kVision);

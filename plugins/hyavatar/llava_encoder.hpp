@@ -38,6 +38,7 @@
 
 #include "clip_vision.hpp"
 #include "llama_decoder.hpp"
+#include "llama_tokenizer.hpp"
 #include "tensorio/weights.hpp"
 
 namespace reel::hyavatar {
@@ -63,23 +64,6 @@ struct LlavaPromptTemplate {
   static LlavaPromptTemplate avatar_video();
   std::string build(const std::string& prompt) const;  // text with the prompt, then suffix
 };
-
-// Turns text into Llama-3 ids: BOS first, special tokens (<|eot_id|>, <image>, ...)
-// recognised as written, no padding. The real one reads tokenizer.json; the test
-// fixture's is a word-level stand-in. Implementations must be immutable after load.
-class LlamaTokenizer {
- public:
-  virtual ~LlamaTokenizer() = default;
-  virtual std::vector<int64_t> encode(const std::string& text) const = 0;
-};
-
-struct LlavaTokens {
-  std::vector<int64_t> ids;   // [max_length]
-  std::vector<int64_t> mask;  // [max_length]: 1 on the first n_valid
-  int64_t n_valid = 0;
-};
-// padding="max_length", truncation=True (right side) as the reference's tokenizer call.
-LlavaTokens pad_llava_tokens(std::vector<int64_t> ids, int64_t max_length, int64_t pad_id);
 
 // ---- the model -----------------------------------------------------------------------
 
