@@ -39,22 +39,22 @@ ClipTextConfig ClipTextConfig::from_json_file(const std::string& path) {
     throw std::runtime_error(path + ": invalid JSON (" + std::string(e.what()) + ")");
   }
   const nlohmann::json& t = j.contains("text_config") ? j["text_config"] : j;
-  auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!t.contains(key) || t[key].is_null())
-      throw std::runtime_error(path + ": the text config has no \"" + std::string(key) + "\"");
-    return t[key];
+  // Keys a config leaves out take transformers' CLIPTextConfig defaults, as the
+  // reference's from_pretrained does (note eos_token_id: 49407 by default, while the
+  // official CLIP-L config states the legacy 2).
+  auto get = [&](const char* key, auto fallback) {
+    return t.contains(key) && !t[key].is_null() ? t[key].get<decltype(fallback)>() : fallback;
   };
   ClipTextConfig c;
-  c.vocab_size = need("vocab_size").get<int64_t>();
-  c.hidden_size = need("hidden_size").get<int64_t>();
-  c.intermediate_size = need("intermediate_size").get<int64_t>();
-  c.num_layers = need("num_hidden_layers").get<int64_t>();
-  c.num_heads = need("num_attention_heads").get<int64_t>();
-  c.max_positions = need("max_position_embeddings").get<int64_t>();
-  // transformers' CLIPTextConfig defaults, for configs that leave them out.
-  c.layer_norm_eps = t.value("layer_norm_eps", 1e-5);
-  c.hidden_act = t.value("hidden_act", std::string("quick_gelu"));
-  c.eos_token_id = t.contains("eos_token_id") && !t["eos_token_id"].is_null() ? t["eos_token_id"].get<int64_t>() : 2;
+  c.vocab_size = get("vocab_size", int64_t{49408});
+  c.hidden_size = get("hidden_size", int64_t{512});
+  c.intermediate_size = get("intermediate_size", int64_t{2048});
+  c.num_layers = get("num_hidden_layers", int64_t{12});
+  c.num_heads = get("num_attention_heads", int64_t{8});
+  c.max_positions = get("max_position_embeddings", int64_t{77});
+  c.layer_norm_eps = get("layer_norm_eps", 1e-5);
+  c.hidden_act = get("hidden_act", std::string("quick_gelu"));
+  c.eos_token_id = get("eos_token_id", int64_t{49407});
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
     throw std::runtime_error(path + ": hidden_act \"" + c.hidden_act + "\" is not supported (quick_gelu or gelu)");
   if (c.num_heads <= 0 || c.hidden_size % c.num_heads != 0)
@@ -158,7 +158,7 @@ ClipTextOutput ClipTextEncoder::encode(const torch::Tensor& input_ids, const tor
   if (ids.min().item<int64_t>() < 0 || ids.max().item<int64_t>() >= cfg_.vocab_size)
     throw std::invalid_argument("CLIP text encoder: token id outside the vocabulary of " + std::to_string(cfg_.vocab_size));
 
-  torch::Tensor x = f32(token_emb_).index_select(0, ids.flatten()).view({B, L, -1}) + f32(pos_emb_).slice(0, 0, L);
+  torch::Tensor x = f32(token_emb_.index_select(0, ids.flatten())).view({B, L, -1}) + f32(pos_emb_.slice(0, 0, L));
   // Causal mask plus padding mask over keys, both additive. transformers adds finfo.min;
   // -inf gives the same softmax since every row keeps its (unmasked) first token.
   const float neg_inf = -std::numeric_limits<float>::infinity();

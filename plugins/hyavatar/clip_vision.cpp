@@ -33,21 +33,23 @@ std::vector<int64_t> layer_part_shape(const ClipVisionConfig& c, size_t i) {
 }  // namespace
 
 ClipVisionConfig ClipVisionConfig::from_json(const nlohmann::json& j, const std::string& where) {
-  auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!j.contains(key) || j[key].is_null())
-      throw std::runtime_error(where + ": the vision config has no \"" + std::string(key) + "\"");
-    return j[key];
+  // Keys a config leaves out take transformers' CLIPVisionConfig defaults, as the
+  // reference's from_pretrained does.
+  if (j.contains("model_type") && j["model_type"] != "clip_vision_model")
+    throw std::runtime_error(where + ": model_type " + j["model_type"].dump() + " is not clip_vision_model");
+  auto get = [&](const char* key, auto fallback) {
+    return j.contains(key) && !j[key].is_null() ? j[key].get<decltype(fallback)>() : fallback;
   };
   ClipVisionConfig c;
-  c.hidden_size = need("hidden_size").get<int64_t>();
-  c.intermediate_size = need("intermediate_size").get<int64_t>();
-  c.num_layers = need("num_hidden_layers").get<int64_t>();
-  c.num_heads = need("num_attention_heads").get<int64_t>();
-  c.image_size = need("image_size").get<int64_t>();
-  c.patch_size = need("patch_size").get<int64_t>();
-  c.num_channels = j.value("num_channels", int64_t{3});
-  c.layer_norm_eps = j.value("layer_norm_eps", 1e-5);
-  c.hidden_act = j.value("hidden_act", std::string("quick_gelu"));
+  c.hidden_size = get("hidden_size", int64_t{768});
+  c.intermediate_size = get("intermediate_size", int64_t{3072});
+  c.num_layers = get("num_hidden_layers", int64_t{12});
+  c.num_heads = get("num_attention_heads", int64_t{12});
+  c.image_size = get("image_size", int64_t{224});
+  c.patch_size = get("patch_size", int64_t{32});
+  c.num_channels = get("num_channels", int64_t{3});
+  c.layer_norm_eps = get("layer_norm_eps", 1e-5);
+  c.hidden_act = get("hidden_act", std::string("quick_gelu"));
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu")
     throw std::runtime_error(where + ": vision hidden_act \"" + c.hidden_act + "\" is not supported");
   if (c.num_heads <= 0 || c.hidden_size % c.num_heads != 0 || c.patch_size <= 0 || c.image_size % c.patch_size != 0)

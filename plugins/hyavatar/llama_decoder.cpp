@@ -31,37 +31,35 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 }  // namespace
 
 LlamaConfig LlamaConfig::from_json(const nlohmann::json& j, const std::string& where) {
-  auto need = [&](const char* key) -> const nlohmann::json& {
-    if (!j.contains(key) || j[key].is_null())
-      throw std::runtime_error(where + ": the LLaMA config has no \"" + std::string(key) + "\"");
-    return j[key];
+  // Keys a config leaves out take transformers' LlamaConfig defaults, as the reference's
+  // from_pretrained does (LLaVA configs omit the values equal to them).
+  if (j.contains("model_type") && j["model_type"] != "llama")
+    throw std::runtime_error(where + ": model_type " + j["model_type"].dump() + " is not llama");
+  auto get = [&](const char* key, auto fallback) {
+    return j.contains(key) && !j[key].is_null() ? j[key].get<decltype(fallback)>() : fallback;
   };
   LlamaConfig c;
-  c.vocab_size = need("vocab_size").get<int64_t>();
-  c.hidden_size = need("hidden_size").get<int64_t>();
-  c.intermediate_size = need("intermediate_size").get<int64_t>();
-  c.num_layers = need("num_hidden_layers").get<int64_t>();
-  c.num_heads = need("num_attention_heads").get<int64_t>();
-  // transformers' LlamaConfig defaults for keys a config may leave out.
-  c.num_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
-                       ? j["num_key_value_heads"].get<int64_t>()
-                       : c.num_heads;
+  c.vocab_size = get("vocab_size", int64_t{32000});
+  c.hidden_size = get("hidden_size", int64_t{4096});
+  c.intermediate_size = get("intermediate_size", int64_t{11008});
+  c.num_layers = get("num_hidden_layers", int64_t{32});
+  c.num_heads = get("num_attention_heads", int64_t{32});
+  c.num_kv_heads = get("num_key_value_heads", c.num_heads);
   if (c.num_heads <= 0 || c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0)
     throw std::runtime_error(where + ": num_attention_heads " + std::to_string(c.num_heads) +
                              " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
-  c.head_dim = j.contains("head_dim") && !j["head_dim"].is_null() ? j["head_dim"].get<int64_t>()
-                                                                  : c.hidden_size / c.num_heads;
+  c.head_dim = get("head_dim", c.num_heads > 0 ? c.hidden_size / c.num_heads : int64_t{0});
   if (c.head_dim % 2 != 0) throw std::runtime_error(where + ": head_dim must be even for rotary embedding");
-  c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
-  c.rope_theta = j.value("rope_theta", 10000.0);
-  c.attention_bias = j.value("attention_bias", false);
-  c.mlp_bias = j.value("mlp_bias", false);
+  c.rms_norm_eps = get("rms_norm_eps", 1e-6);
+  c.rope_theta = get("rope_theta", 10000.0);
+  c.attention_bias = get("attention_bias", false);
+  c.mlp_bias = get("mlp_bias", false);
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
     throw std::runtime_error(where + ": rope_scaling " + j["rope_scaling"].dump() +
                              " is not supported (LLaVA-LLaMA-3 8B uses none)");
-  if (j.contains("hidden_act") && j["hidden_act"] != "silu")
+  if (get("hidden_act", std::string("silu")) != "silu")
     throw std::runtime_error(where + ": hidden_act " + j["hidden_act"].dump() + " is not supported (silu)");
-  if (j.value("pretraining_tp", 1) != 1)
+  if (get("pretraining_tp", int64_t{1}) != 1)
     throw std::runtime_error(where + ": pretraining_tp other than 1 is not supported");
   return c;
 }
@@ -160,7 +158,7 @@ torch::Tensor LlamaDecoder::embed(const torch::Tensor& ids) const {
     throw std::invalid_argument("LLaMA decoder: token id outside the vocabulary of " + std::to_string(cfg_.vocab_size));
   std::vector<int64_t> shape = i.sizes().vec();
   shape.push_back(cfg_.hidden_size);
-  return f32(embed_).index_select(0, i.flatten()).view(shape);
+  return embed_.index_select(0, i.flatten()).to(torch::kFloat32).view(shape);  // gather, then upcast
 }
 
 torch::Tensor LlamaDecoder::final_norm(const torch::Tensor& x) const { return rms_norm(x, norm_, cfg_.rms_norm_eps); }

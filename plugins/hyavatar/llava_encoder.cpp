@@ -26,20 +26,31 @@ LlavaConfig LlavaConfig::from_json_file(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error(path + ": invalid JSON (" + std::string(e.what()) + ")");
   }
-  for (const char* key : {"vision_config", "text_config", "image_token_index"})
-    if (!j.contains(key)) throw std::runtime_error(path + ": no \"" + std::string(key) + "\" (not a LLaVA config)");
+  // Keys a config leaves out take transformers' LlavaConfig defaults (sub-configs too).
+  auto get = [&](const char* key, auto fallback) {
+    return j.contains(key) && !j[key].is_null() ? j[key].get<decltype(fallback)>() : fallback;
+  };
+  if (j.contains("model_type") && j["model_type"] != "llava")
+    throw std::runtime_error(path + ": model_type " + j["model_type"].dump() + " is not llava");
   LlavaConfig c;
-  c.vision = ClipVisionConfig::from_json(j["vision_config"], path + " vision_config");
-  c.text = LlamaConfig::from_json(j["text_config"], path + " text_config");
-  c.image_token_index = j["image_token_index"].get<int64_t>();
-  if (!j.contains("pad_token_id") || j["pad_token_id"].is_null())
-    throw std::runtime_error(path + ": no \"pad_token_id\" (the merge zeroes <pad> embeddings)");
-  c.pad_token_id = j["pad_token_id"].get<int64_t>();
-  c.vision_feature_layer = j.value("vision_feature_layer", int64_t{-2});
-  c.vision_feature_select_strategy = j.value("vision_feature_select_strategy", std::string("default"));
-  c.projector_hidden_act = j.value("projector_hidden_act", std::string("gelu"));
+  // LlavaConfig without a vision_config builds CLIP ViT-L/14-336.
+  const nlohmann::json vision = j.contains("vision_config") && !j["vision_config"].is_null()
+                                    ? j["vision_config"]
+                                    : nlohmann::json{{"intermediate_size", 4096}, {"hidden_size", 1024}, {"patch_size", 14},
+                                                     {"image_size", 336},         {"num_hidden_layers", 24},
+                                                     {"num_attention_heads", 16}};
+  c.vision = ClipVisionConfig::from_json(vision, path + " vision_config");
+  c.text = LlamaConfig::from_json(j.contains("text_config") && !j["text_config"].is_null() ? j["text_config"]
+                                                                                          : nlohmann::json::object(),
+                                  path + " text_config");
+  c.image_token_index = get("image_token_index", int64_t{32000});
+  // No pad_token_id: transformers compares ids with -1, i.e. nothing is a pad.
+  c.pad_token_id = get("pad_token_id", int64_t{-1});
+  c.vision_feature_layer = get("vision_feature_layer", int64_t{-2});
+  c.vision_feature_select_strategy = get("vision_feature_select_strategy", std::string("default"));
+  c.projector_hidden_act = get("projector_hidden_act", std::string("gelu"));
   const int64_t patches = c.vision.num_patches() + (c.vision_feature_select_strategy == "full" ? 1 : 0);
-  c.image_seq_length = j.value("image_seq_length", patches);
+  c.image_seq_length = get("image_seq_length", int64_t{576});
   if (c.vision_feature_select_strategy != "default" && c.vision_feature_select_strategy != "full")
     throw std::runtime_error(path + ": vision_feature_select_strategy \"" + c.vision_feature_select_strategy +
                              "\" is not supported (default or full)");

@@ -5,6 +5,7 @@
 // The fixture's token ids come from a word-level stand-in for the Llama-3 tokenizer, so
 // the model tests take ids from llava_io; the template and padding are checked with the
 // stand-in's vocabulary (golden.json `llava.tokenizer.vocab`).
+#include <fstream>
 #include <iostream>
 
 #include "llava_encoder.hpp"
@@ -287,6 +288,39 @@ TEST(HyAvatarLlavaImage, ReferenceSizeRoundsToMultiplesOf64) {
   torch::Tensor flat = torch::full({5, 7, 3}, 200, torch::kUInt8);
   EXPECT_TRUE(torch::equal(pil_resize(flat, 14, 10, PilFilter::kBilinear), torch::full({10, 14, 3}, 200, torch::kUInt8)));
   EXPECT_TRUE(torch::equal(pil_resize(flat, 3, 2, PilFilter::kLanczos), torch::full({2, 3, 3}, 200, torch::kUInt8)));
+}
+
+// Released configs omit every value equal to transformers' default; the sizes must then
+// be those defaults, as from_pretrained builds them (LlamaConfig, CLIPVisionConfig,
+// LlavaConfig), not a parse error.
+TEST(HyAvatarLlavaConfig, OmittedKeysTakeTransformersDefaults) {
+  const std::string path = ::testing::TempDir() + "/llava_sparse_config.json";
+  std::ofstream(path) << R"({"model_type": "llava", "image_token_index": 128257, "pad_token_id": 128258,
+    "text_config": {"model_type": "llama", "intermediate_size": 14336, "num_key_value_heads": 8,
+                    "rms_norm_eps": 1e-05, "rope_theta": 500000.0, "vocab_size": 128320},
+    "vision_config": {"model_type": "clip_vision_model", "hidden_size": 1024, "image_size": 336,
+                      "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,
+                      "patch_size": 14}})";
+  LlavaConfig c = LlavaConfig::from_json_file(path);
+  EXPECT_EQ(c.text.hidden_size, 4096);
+  EXPECT_EQ(c.text.num_layers, 32);
+  EXPECT_EQ(c.text.num_heads, 32);
+  EXPECT_EQ(c.text.num_kv_heads, 8);
+  EXPECT_EQ(c.text.head_dim, 128);
+  EXPECT_EQ(c.text.intermediate_size, 14336);
+  EXPECT_EQ(c.vision.hidden_act, "quick_gelu");
+  EXPECT_EQ(c.vision.num_patches(), 576);
+  EXPECT_EQ(c.image_seq_length, 576);
+  EXPECT_EQ(c.vision_feature_layer, -2);
+  EXPECT_EQ(c.vision_feature_select_strategy, "default");
+  // A sub-config of another kind is refused with the file named.
+  std::ofstream(path) << R"({"text_config": {"model_type": "mistral"}})";
+  try {
+    LlavaConfig::from_json_file(path);
+    FAIL() << "a mistral text_config was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+  }
 }
 
 TEST(HyAvatarLlavaKeys, CheckedStrictly) {
