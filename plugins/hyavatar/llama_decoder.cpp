@@ -187,7 +187,8 @@ torch::Tensor LlamaDecoder::run_layer(const Layer& l, const torch::Tensor& x, co
 
 std::vector<torch::Tensor> LlamaDecoder::hidden_states(const torch::Tensor& inputs_embeds,
                                                        const torch::Tensor& attention_mask,
-                                                       const torch::Tensor& position_ids, int64_t last_index) const {
+                                                       const torch::Tensor& position_ids, int64_t last_index,
+                                                       bool keep_all) const {
   const int64_t N = cfg_.num_layers;
   if (last_index < 0) last_index = N;
   if (last_index > N)
@@ -221,11 +222,15 @@ std::vector<torch::Tensor> LlamaDecoder::hidden_states(const torch::Tensor& inpu
   torch::Tensor emb = torch::cat({angles, angles}, -1);
   torch::Tensor cos = emb.cos().unsqueeze(1), sin = emb.sin().unsqueeze(1);  // [B, 1, L, D]
 
-  std::vector<torch::Tensor> states{inputs_embeds.to(dev, torch::kFloat32)};
-  for (int64_t i = 0; i < N && static_cast<int64_t>(states.size()) <= last_index; ++i) {
-    torch::Tensor next = run_layer(layers_[i], states.back(), mask, cos, sin);
-    states.push_back(i + 1 == N ? final_norm(next) : next);
+  std::vector<torch::Tensor> states;
+  torch::Tensor x = inputs_embeds.to(dev, torch::kFloat32);
+  if (keep_all) states.push_back(x);
+  for (int64_t i = 0; i < last_index; ++i) {
+    x = run_layer(layers_[i], x, mask, cos, sin);
+    if (i + 1 == N) x = final_norm(x);
+    if (keep_all) states.push_back(x);
   }
+  if (!keep_all) states.push_back(x);
   return states;
 }
 

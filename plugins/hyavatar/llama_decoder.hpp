@@ -55,9 +55,11 @@ class LlamaDecoder {
   // The hidden states 0..last_index of transformers' list (see the header comment;
   // last_index -1 = all N + 1; index N is the normed output). Only the layers needed are
   // run. inputs_embeds [B, L, hidden]; attention_mask [B, L] (0 = padding); position_ids
-  // [B, L] int64.
+  // [B, L] int64. keep_all false returns only state last_index (a real 32-layer model's
+  // intermediate states are ~15 MB each per branch).
   std::vector<torch::Tensor> hidden_states(const torch::Tensor& inputs_embeds, const torch::Tensor& attention_mask,
-                                           const torch::Tensor& position_ids, int64_t last_index = -1) const;
+                                           const torch::Tensor& position_ids, int64_t last_index = -1,
+                                           bool keep_all = true) const;
   // The final RMSNorm alone (for apply_final_norm).
   torch::Tensor final_norm(const torch::Tensor& x) const;
 

@@ -224,10 +224,10 @@ LlavaOutput LlavaEncoder::encode(const torch::Tensor& input_ids, const torch::Te
   torch::Tensor selected = vision_selected_features(pixel_values);
   torch::Tensor features = project(selected);
   LlavaMerged merged = merge(input_ids, attention_mask, features);
-  // trace wants every state up to the one used; otherwise only that one matters.
-  std::vector<torch::Tensor> states =
-      decoder_.hidden_states(merged.inputs_embeds, merged.attention_mask, merged.position_ids, used);
-  torch::Tensor hidden = states.at(static_cast<size_t>(used));
+  // A trace keeps every state up to the one used; otherwise only that one is kept.
+  std::vector<torch::Tensor> states = decoder_.hidden_states(merged.inputs_embeds, merged.attention_mask,
+                                                             merged.position_ids, used, trace != nullptr);
+  torch::Tensor hidden = states.back();
   if (o.apply_final_norm && used != cfg_.text.num_layers) hidden = decoder_.final_norm(hidden);
 
   const int64_t B = input_ids.size(0), T = hidden.size(1);

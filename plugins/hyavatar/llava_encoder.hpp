@@ -97,7 +97,9 @@ class LlavaEncoder {
   // offending key, std::runtime_error for a config problem.
   static LlavaEncoder load(const LlavaConfig& c, const tensorio::Weights& w, torch::Dtype weight_dtype = torch::kFloat32);
   // ckpts/llava_llama_image: config.json + model.safetensors.index.json (sharded) or
-  // model.safetensors.
+  // model.safetensors. weight_dtype is the storage dtype kept in memory: pass the
+  // checkpoint's own (fp16 for the release, ~16 GB) to keep the tensors mapped from the
+  // files without a copy; compute is float32 either way.
   static LlavaEncoder load_dir(const std::string& dir, torch::Dtype weight_dtype = torch::kFloat32);
 
   LlavaEncoder to(const torch::Device& device) const;
