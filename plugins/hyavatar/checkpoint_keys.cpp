@@ -1,5 +1,6 @@
 #include "checkpoint_keys.hpp"
 
+#include <algorithm>
 #include <set>
 #include <sstream>
 
