@@ -12,8 +12,8 @@
 //      symbol; unknown symbols become the unk token;
 //   4. bos + ids (truncated to max_length - 2) + eos, padded with the pad token to
 //      max_length (padding="max_length", truncation=True); mask 1 on bos..eos.
-// Unicode classes (letter, number, lower case) are exact for ASCII and use the C library's
-// C.UTF-8 tables beyond it; NFC normalisation is not applied (prompts are normally NFC).
+// Unicode classes (letter, number, lower case) are ICU's (unicode_text.hpp);
+// NFC normalisation is not applied (prompts are normally NFC).
 //
 // No LibTorch here: clip_text_encoder.hpp turns ClipTokens into tensors.
 // Invariants: ClipTokens::ids/mask have exactly max_length entries; mask is 1 on the

@@ -1,17 +1,8 @@
 #include "unicode_text.hpp"
 
-#include <clocale>
-#include <cwctype>
-#include <locale.h>
+#include <unicode/uchar.h>
 
 namespace reel::hyavatar::unicode {
-
-namespace {
-locale_t utf8_locale() {
-  static locale_t loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(0));
-  return loc;
-}
-}  // namespace
 
 std::vector<char32_t> decode_utf8(const std::string& s) {
   std::vector<char32_t> out;
@@ -61,25 +52,22 @@ std::string encode_utf8(const std::vector<char32_t>& cps) {
   return s;
 }
 
+// ICU's character database: the Unicode general categories the patterns name.
 bool is_number(char32_t c) {
-  return (c >= '0' && c <= '9') || c == 0xB2 || c == 0xB3 || c == 0xB9 || (c >= 0xBC && c <= 0xBE);
+  const int8_t t = u_charType(static_cast<UChar32>(c));
+  return t == U_DECIMAL_DIGIT_NUMBER || t == U_LETTER_NUMBER || t == U_OTHER_NUMBER;
 }
 
 bool is_letter(char32_t c) {
-  if (c < 0x80) return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-  if (is_number(c)) return false;
-  return utf8_locale() && iswalpha_l(static_cast<wint_t>(c), utf8_locale());
+  const int8_t t = u_charType(static_cast<UChar32>(c));
+  return t == U_UPPERCASE_LETTER || t == U_LOWERCASE_LETTER || t == U_TITLECASE_LETTER || t == U_MODIFIER_LETTER ||
+         t == U_OTHER_LETTER;
 }
 
-bool is_space(char32_t c) {
-  return c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
+// Python's re \s on str: Unicode White_Space plus the ASCII separators 0x1C..0x1F.
+bool is_space(char32_t c) { return (c >= 0x1C && c <= 0x1F) || u_isUWhiteSpace(static_cast<UChar32>(c)); }
 
-char32_t to_lower(char32_t c) {
-  if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-  return utf8_locale() ? static_cast<char32_t>(towlower_l(static_cast<wint_t>(c), utf8_locale())) : c;
-}
+char32_t to_lower(char32_t c) { return static_cast<char32_t>(u_tolower(static_cast<UChar32>(c))); }
 
 const std::vector<std::string>& byte_to_unicode() {
   static const std::vector<std::string> table = [] {

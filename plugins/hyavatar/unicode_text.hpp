@@ -1,7 +1,7 @@
 // Small Unicode helpers the prompt tokenizers share (UTF-8 <-> code points and the
-// character classes their pre-tokenizer patterns use). Letter / number / lower-case are
-// exact for ASCII and Latin-1 and use the C library's C.UTF-8 tables beyond (other
-// scripts' decimal digits count as letters there: an approximation of \p{N}).
+// character classes their pre-tokenizer patterns use). The classes are Unicode's general
+// categories from ICU's character database (\p{L}: L*, \p{N}: N*), as the reference's
+// regex engines define them; lower-casing is ICU's simple case mapping.
 // Pure functions; reentrant.
 #pragma once
 

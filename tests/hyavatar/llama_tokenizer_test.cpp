@@ -44,6 +44,14 @@ TEST(HyAvatarLlama3Tokenizer, ByteLevelBpeFromTokenizerJson) {
   EXPECT_THROW(tok.encode("q"), std::invalid_argument);
 }
 
+TEST(HyAvatarLlama3Tokenizer, PretokenizerUsesUnicodeClasses) {
+  // Greek letters are \p{L}; Devanagari digits are \p{N} (in groups of three, without the
+  // space); contractions split off case-insensitively.
+  EXPECT_EQ(llama3_pretokenize("Ελληνικά \u0966\u0967\u0968\u0969 IT'S"),
+            (std::vector<std::string>{"Ελληνικά", " ", "\u0966\u0967\u0968", "\u0969", " IT", "'S"}));
+  EXPECT_EQ(llama3_pretokenize("12345"), (std::vector<std::string>{"123", "45"}));
+}
+
 TEST(HyAvatarLlama3Tokenizer, PaddingAndErrors) {
   LlavaTokens t = pad_llava_tokens({5, 6, 7}, 5, 9);
   EXPECT_EQ(t.ids, (std::vector<int64_t>{5, 6, 7, 9, 9}));
