@@ -12,7 +12,7 @@
 //     estimate (host + device: on a CPU device both are host memory).
 // Weights are random (seeded): speed and memory do not depend on their values.
 //
-//   t2v_bench [--dit-layers N] [--t5-layers N] [--quick]
+//   t2v_bench [--dit-layers N] [--t5-layers N] [--quick] [--rungs-only]
 
 #include <chrono>
 #include <cstdio>
@@ -160,24 +160,28 @@ void bench_rungs(bool quick) {
 
 int main(int argc, char** argv) {
   int64_t dit_layers = 4, t5_layers = 2;
-  bool quick = false;
+  bool quick = false, rungs_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--dit-layers") && i + 1 < argc) dit_layers = std::stoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--t5-layers") && i + 1 < argc) t5_layers = std::stoll(argv[++i]);
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--rungs-only")) rungs_only = true;
     else {
-      std::fprintf(stderr, "usage: t2v_bench [--dit-layers N] [--t5-layers N] [--quick]\n");
+      std::fprintf(stderr, "usage: t2v_bench [--dit-layers N] [--t5-layers N] [--quick] [--rungs-only]\n");
       return 2;
     }
   }
   torch::NoGradGuard no_grad;
   std::printf("t2v_bench: %d intra-op threads\n", torch::get_num_threads());
+  // The rungs first: each runs in a child forked from this process, whose peak RSS
+  // starts from this process's RSS at the fork, so nothing large may have run yet.
+  bench_rungs(quick);
+  if (rungs_only) return 0;
   const double gflops = matmul_gflops();
-  std::printf("baseline: fp32 matmul 2048^2: %.1f GFLOP/s\n", gflops);
+  std::printf("\nbaseline: fp32 matmul 2048^2: %.1f GFLOP/s\n", gflops);
   const ModelSpec& small = *find_model("wan2.1-t2v-1.3b");
   bench_dit(small, dit_layers, gflops, quick);
   bench_t5(small, t5_layers);
   if (!quick) bench_vae(small);
-  bench_rungs(quick);
   return 0;
 }

@@ -1,6 +1,7 @@
 // Decoding soundtracks to float32 PCM with libavformat/libavcodec/libswresample; see
 // audio.hpp for the contract.
 #include "audio.hpp"
+#include "ffmpeg_handles.hpp"
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -15,38 +16,7 @@ extern "C" {
 namespace reel::media {
 namespace {
 
-std::string averr(int e) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(e, buf, sizeof buf);
-  return buf;
-}
-
-[[noreturn]] void fail(const std::string& path, const std::string& what, int err = 0) {
-  std::string msg = path + ": " + what;
-  if (err != 0) msg += ": " + averr(err);
-  throw MediaError(msg);
-}
-
-struct InputFree {
-  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
-};
-struct CodecCtxFree {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct FrameFree {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct PacketFree {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
-struct SwrFree {
-  void operator()(SwrContext* s) const { swr_free(&s); }
-};
-using Input = std::unique_ptr<AVFormatContext, InputFree>;
-using CodecCtx = std::unique_ptr<AVCodecContext, CodecCtxFree>;
-using Frame = std::unique_ptr<AVFrame, FrameFree>;
-using Packet = std::unique_ptr<AVPacket, PacketFree>;
-using Swr = std::unique_ptr<SwrContext, SwrFree>;
+using namespace detail;   // handles and fail() (ffmpeg_handles.hpp)
 
 struct AudioInput {
   Input fmt;

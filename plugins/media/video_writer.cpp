@@ -2,6 +2,7 @@
 #include "video_writer.hpp"
 
 #include "audio.hpp"
+#include "ffmpeg_handles.hpp"
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -22,39 +23,7 @@ extern "C" {
 namespace reel::media {
 namespace {
 
-std::string averr(int e) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(e, buf, sizeof buf);
-  return buf;
-}
-
-[[noreturn]] void fail(const std::string& path, const std::string& what, int err = 0) {
-  std::string msg = path + ": " + what;
-  if (err != 0) msg += ": " + averr(err);
-  throw MediaError(msg);
-}
-
-// RAII owners for the FFmpeg objects (their free functions take pointer-to-pointer).
-struct CodecCtxFree {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct FrameFree {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct PacketFree {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
-struct SwsFree {
-  void operator()(SwsContext* s) const { sws_freeContext(s); }
-};
-struct InputFree {
-  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
-};
-using CodecCtx = std::unique_ptr<AVCodecContext, CodecCtxFree>;
-using Frame = std::unique_ptr<AVFrame, FrameFree>;
-using Packet = std::unique_ptr<AVPacket, PacketFree>;
-using Sws = std::unique_ptr<SwsContext, SwsFree>;
-using Input = std::unique_ptr<AVFormatContext, InputFree>;
+using namespace detail;   // handles and fail() (ffmpeg_handles.hpp)
 
 // An output container; on destruction without commit() the partial file is removed.
 struct Output {
