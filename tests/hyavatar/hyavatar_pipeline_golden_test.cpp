@@ -5,7 +5,10 @@
 // inputs (golden/pipeline.safetensors), so this checks the loop and the DiT together.
 #include "hyavatar/denoise_loop.hpp"
 #include "hyavatar/dit.hpp"
+#include "hyavatar/llava_image.hpp"
+#include "hyavatar/reference_latents.hpp"
 #include "hyavatar/vae.hpp"
+#include "media/video_writer.hpp"
 #include "tensorio/weights.hpp"
 #include "wan/golden.hpp"
 
@@ -147,6 +150,31 @@ TEST(HyAvatarPipeline, DecodeToFramesMatchesTheReferenceRun) {
   // From ours, a value within 1e-4 of a multiple of 1/255 may truncate one level lower.
   auto ours = (video[0].permute({1, 2, 3, 0}) * 255).to(torch::kUInt8).slice(0, 0, audio_frames);
   EXPECT_LE((ours.to(torch::kInt32) - t.at("frames_uint8").to(torch::kInt32)).abs().max().item<int>(), 1);
+}
+
+// The start of the run: input.png prepared as the data loader does, mapped to [-1, 1] in
+// float16 arithmetic, repeated over a window, encoded with the reference's tiling and
+// sampled with the fixture's noise: the `ref_latents` the DiT gets.
+TEST(HyAvatarPipeline, ReferenceLatentsMatchTheReferenceRun) {
+  const json g = golden::read_json(fixture() + "/golden.json");
+  auto t = tensorio::load_safetensors(fixture() + "/golden/pipeline.safetensors");
+  const std::string vae_dir = golden::fixture_dir("REEL_HYAVATAR_VAE_GOLDEN", "hyavatar-vae-tiny-a");
+  HyVae vae = HyVae::load(vae_dir + "/checkpoint");
+  auto image = media::read_image(fixture() + "/inputs/input.png");
+  auto rgb = torch::from_blob(image.rgb.data(), {image.height, image.width, 3}, torch::kUInt8).clone();
+  const int64_t image_size = g["driver"]["args"]["image_size"].get<int64_t>();
+  auto ref = prepare_llava_image(rgb, image_size).ref_image;
+  EXPECT_EQ(ref.size(0), g["sizes"]["image_in"][0].get<int64_t>());
+  EXPECT_EQ(ref.size(1), g["sizes"]["image_in"][1].get<int64_t>());
+  const int64_t frames = g["sizes"]["audio_prompts_frames"].get<int64_t>();   // one window: 129
+  auto input = vae_input_from_image(ref, frames);
+  // Pillow-exact resize and float16 arithmetic: the VAE input is the reference's bit for bit.
+  EXPECT_TRUE(torch::equal(input.slice(2, 0, 1), t.at("vae_encode_input_frame0")));
+  ReferenceLatents r = reference_latents(vae, ref, t.at("ref_posterior_noise"), frames);
+  // The VAE's own golden test bounds its tiled encode at 1e-4.
+  EXPECT_TRUE(golden::close(r.posterior.mean, t.at("ref_posterior_mean"), 1e-4, 1e-4));
+  EXPECT_TRUE(golden::close(r.posterior.std(), t.at("ref_posterior_std"), 1e-4, 1e-4));
+  EXPECT_TRUE(golden::close(r.latents, t.at("ref_latents"), 1e-4, 1e-4));
 }
 
 }  // namespace
