@@ -4,7 +4,7 @@
 
 namespace reel::hyavatar {
 
-AudioAdapter AudioAdapter::load(DitParamReader& r, const std::string& prefix, int64_t dim, int64_t dim_head) {
+AudioAdapter AudioAdapter::load(CheckpointReader& r, const std::string& prefix, int64_t dim, int64_t dim_head) {
   AudioAdapter a;
   a.dim = dim;
   a.dim_head = dim_head;

@@ -21,7 +21,7 @@ struct AudioAdapter {
   torch::Tensor norm1_w, norm1_b, norm2_w, norm2_b;
   DitLinear to_q, to_kv, to_out;  // no biases
 
-  static AudioAdapter load(DitParamReader& r, const std::string& prefix, int64_t dim, int64_t dim_head);
+  static AudioAdapter load(CheckpointReader& r, const std::string& prefix, int64_t dim, int64_t dim_head);
   // audio [B, T, A, dim], img [B, T, N, dim] -> [B, T, N, dim] (before mask and residual).
   torch::Tensor forward(const torch::Tensor& audio, const torch::Tensor& img) const;
   int64_t bytes() const;

@@ -5,7 +5,7 @@
 
 namespace reel::hyavatar {
 
-AudioProj AudioProj::load(DitParamReader& r, const AudioProjConfig& cfg, const std::string& prefix) {
+AudioProj AudioProj::load(CheckpointReader& r, const AudioProjConfig& cfg, const std::string& prefix) {
   AudioProj p;
   p.cfg = cfg;
   p.proj1 = DitLinear::load(r, prefix + ".proj1", cfg.input_dim(), cfg.intermediate_dim);

@@ -24,7 +24,7 @@ struct AudioProj {
   DitLinear proj1, proj2, proj3;
   torch::Tensor norm_w, norm_b;
 
-  static AudioProj load(DitParamReader& r, const AudioProjConfig& cfg, const std::string& prefix = "audio_proj");
+  static AudioProj load(CheckpointReader& r, const AudioProjConfig& cfg, const std::string& prefix = "audio_proj");
   // audio_prompts [B, F, seq_len, blocks, channels] -> [B, F, context_tokens, output_dim].
   // Throws std::invalid_argument on another shape.
   torch::Tensor forward(const torch::Tensor& audio_prompts) const;

@@ -1,7 +1,6 @@
 #include "checkpoint_keys.hpp"
 
 #include <algorithm>
-#include <set>
 #include <sstream>
 
 namespace reel::hyavatar {
@@ -14,29 +13,47 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s.str();
 }
 
-void check_checkpoint_keys(const tensorio::Weights& w, const std::vector<ExpectedTensor>& expected,
-                           const std::vector<std::string>& other_parts, const std::string& what) {
-  std::vector<std::string> missing, wrong_shape, unexpected;
-  std::set<std::string> expected_names;
-  for (const ExpectedTensor& e : expected) {
-    expected_names.insert(e.name);
-    if (!w.has(e.name)) {
-      missing.push_back(e.name);
-    } else if (!e.shape.empty() && w.shape_of(e.name) != e.shape) {
-      wrong_shape.push_back(e.name + " is " + shape_string(w.shape_of(e.name)) + ", expected " + shape_string(e.shape));
-    }
-  }
-  for (const auto& kv : w.all()) {
-    if (expected_names.count(kv.first)) continue;
-    bool other = false;
-    for (const std::string& p : other_parts)
-      if (kv.first.compare(0, p.size(), p) == 0) other = true;
-    if (!other) unexpected.push_back(kv.first);
-  }
-  if (missing.empty() && wrong_shape.empty() && unexpected.empty()) return;
+CheckpointReader::CheckpointReader(const tensorio::Weights& w, std::string what, std::map<std::string, double> fp8_scales)
+    : w_(w), what_(std::move(what)), fp8_scales_(std::move(fp8_scales)) {}
 
+torch::Tensor CheckpointReader::take(const std::string& name, const std::vector<int64_t>& shape, bool materialize) {
+  used_.insert(name);
+  auto placeholder = [&]() -> torch::Tensor {
+    return materialize && !shape.empty() ? torch::zeros(shape) : torch::Tensor();
+  };
+  if (!w_.has(name)) {
+    missing_.push_back(shape.empty() ? name : name + " " + shape_string(shape));
+    return placeholder();
+  }
+  const auto stored = w_.shape_of(name);
+  if (!shape.empty() && stored != shape) {
+    misshapen_.push_back(name + " is " + shape_string(stored) + ", expected " + shape_string(shape));
+    return placeholder();
+  }
+  if (!materialize) return {};
+  auto it = fp8_scales_.find(name);
+  if (it != fp8_scales_.end()) {
+    const auto& raw = w_.all().at(name);
+    if (raw.scalar_type() != torch::kUInt8)
+      throw tensorio::WeightError(w_.source() + ": " + name + " has an fp8 scale but is not stored as float8 e4m3 bytes");
+    return tensorio::dequantize_fp8_e4m3(raw, it->second).contiguous();
+  }
+  return w_.require(name, shape, torch::kFloat32).contiguous();
+}
+
+void CheckpointReader::accept_prefix(const std::string& prefix) { accepted_prefixes_.push_back(prefix); }
+
+void CheckpointReader::finish() const {
+  std::vector<std::string> unexpected;
+  for (const auto& [name, t] : w_.all()) {
+    if (used_.count(name)) continue;
+    bool accepted = false;
+    for (const auto& p : accepted_prefixes_) accepted = accepted || name.rfind(p, 0) == 0;
+    if (!accepted) unexpected.push_back(name);
+  }
+  if (missing_.empty() && misshapen_.empty() && unexpected.empty()) return;
   std::ostringstream msg;
-  msg << w.source() << ": not a " << what << " checkpoint (or its config.json does not match it).";
+  msg << w_.source() << ": not a " << what_ << " checkpoint (or its config.json does not match it).";
   auto list = [&](const char* title, const std::vector<std::string>& v) {
     if (v.empty()) return;
     msg << " " << v.size() << " " << title << ":";
@@ -45,11 +62,19 @@ void check_checkpoint_keys(const tensorio::Weights& w, const std::vector<Expecte
     if (shown < v.size()) msg << ", ... (" << v.size() - shown << " more)";
     msg << ".";
   };
-  list("missing keys", missing);
-  list("keys with another shape", wrong_shape);
+  list("missing keys", missing_);
+  list("keys with another shape", misshapen_);
   list("unexpected keys", unexpected);
   msg << " Use the checkpoint folder the config.json came with.";
   throw tensorio::WeightError(msg.str());
+}
+
+void check_checkpoint_keys(const tensorio::Weights& w, const std::vector<ExpectedTensor>& expected,
+                           const std::vector<std::string>& other_parts, const std::string& what) {
+  CheckpointReader r(w, what);
+  for (const ExpectedTensor& e : expected) r.take(e.name, e.shape, /*materialize=*/false);
+  for (const std::string& p : other_parts) r.accept_prefix(p);
+  r.finish();
 }
 
 }  // namespace reel::hyavatar

@@ -120,7 +120,7 @@ tensorio::Weights load_hyavatar_dit_weights(const std::string& pt_path, std::map
 HYAvatarDiT HYAvatarDiT::load(const tensorio::Weights& w, HYAvatarDiTConfig cfg, bool load_blocks,
                               const std::map<std::string, double>& fp8_scales) {
   cfg.validate();
-  DitParamReader r(w, fp8_scales);
+  CheckpointReader r(w, "HunyuanVideo-Avatar DiT", fp8_scales);
   HYAvatarDiT m;
   m.cfg_ = cfg;
   const int64_t D = cfg.hidden_size;
@@ -169,7 +169,7 @@ HYAvatarDiT HYAvatarDiT::load_dir(const std::string& dir, bool load_blocks, bool
 
 DoubleStreamBlock HYAvatarDiT::load_double_block(const tensorio::Weights& w, const HYAvatarDiTConfig& cfg, int64_t i,
                                                  const std::map<std::string, double>& fp8_scales) {
-  DitParamReader r(w, fp8_scales);
+  CheckpointReader r(w, "HunyuanVideo-Avatar DiT", fp8_scales);
   auto b = DoubleStreamBlock::load(r, cfg.block_dims(), i);
   r.accept_prefix("");  // only this block's keys are checked here (the model load checks the rest)
   r.finish();
@@ -178,7 +178,7 @@ DoubleStreamBlock HYAvatarDiT::load_double_block(const tensorio::Weights& w, con
 
 SingleStreamBlock HYAvatarDiT::load_single_block(const tensorio::Weights& w, const HYAvatarDiTConfig& cfg, int64_t i,
                                                  const std::map<std::string, double>& fp8_scales) {
-  DitParamReader r(w, fp8_scales);
+  CheckpointReader r(w, "HunyuanVideo-Avatar DiT", fp8_scales);
   auto b = SingleStreamBlock::load(r, cfg.block_dims(), i);
   r.accept_prefix("");
   r.finish();

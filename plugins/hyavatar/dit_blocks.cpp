@@ -67,7 +67,7 @@ torch::Tensor dit_segment_attention(const torch::Tensor& q, const torch::Tensor&
 }
 
 namespace {
-DoubleStreamBlock::Stream load_stream(DitParamReader& r, const DitBlockDims& d, const std::string& p, bool m) {
+DoubleStreamBlock::Stream load_stream(CheckpointReader& r, const DitBlockDims& d, const std::string& p, bool m) {
   DoubleStreamBlock::Stream s;
   s.mod = DitLinear::load(r, p + "_mod.linear", d.hidden, 6 * d.hidden, true, m);
   s.qkv = DitLinear::load(r, p + "_attn_qkv", d.hidden, 3 * d.hidden, d.qkv_bias, m);
@@ -98,7 +98,7 @@ int64_t DoubleStreamBlock::Stream::bytes() const {
          dit_tensor_bytes(k_norm);
 }
 
-DoubleStreamBlock DoubleStreamBlock::load(DitParamReader& r, const DitBlockDims& dims, int64_t index,
+DoubleStreamBlock DoubleStreamBlock::load(CheckpointReader& r, const DitBlockDims& dims, int64_t index,
                                           bool materialize) {
   DoubleStreamBlock b;
   b.index = index;
@@ -134,7 +134,7 @@ void DoubleStreamBlock::forward(torch::Tensor& img_x, torch::Tensor& txt_x, cons
                       tm[5].unsqueeze(1);
 }
 
-SingleStreamBlock SingleStreamBlock::load(DitParamReader& r, const DitBlockDims& dims, int64_t index,
+SingleStreamBlock SingleStreamBlock::load(CheckpointReader& r, const DitBlockDims& dims, int64_t index,
                                           bool materialize) {
   SingleStreamBlock b;
   b.index = index;

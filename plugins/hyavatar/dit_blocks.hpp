@@ -56,7 +56,7 @@ struct DoubleStreamBlock {
   Stream img, txt;
 
   // materialize=false checks the keys and shapes only (the block is streamed later).
-  static DoubleStreamBlock load(DitParamReader& r, const DitBlockDims& dims, int64_t index, bool materialize = true);
+  static DoubleStreamBlock load(CheckpointReader& r, const DitBlockDims& dims, int64_t index, bool materialize = true);
   // img [B, Li, D] (RoPE rows = Li), txt [B, Lt, D], vec [B, D]; updated in place.
   void forward(torch::Tensor& img, torch::Tensor& txt, const torch::Tensor& vec, const DitSegments& seg,
                const RopeTables& rope) const;
@@ -69,7 +69,7 @@ struct SingleStreamBlock {
   DitLinear mod, linear1, linear2;
   torch::Tensor q_norm, k_norm;
 
-  static SingleStreamBlock load(DitParamReader& r, const DitBlockDims& dims, int64_t index, bool materialize = true);
+  static SingleStreamBlock load(CheckpointReader& r, const DitBlockDims& dims, int64_t index, bool materialize = true);
   // x [B, Li + txt_len, D] -> same; RoPE on the first Li tokens.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& vec, int64_t txt_len, const DitSegments& seg,
                         const RopeTables& rope) const;

@@ -5,72 +5,11 @@
 
 namespace reel::hyavatar {
 
-namespace {
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::ostringstream o;
-  o << "[";
-  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  o << "]";
-  return o.str();
-}
-}  // namespace
-
-DitParamReader::DitParamReader(const tensorio::Weights& w, std::map<std::string, double> fp8_scales)
-    : w_(w), fp8_scales_(std::move(fp8_scales)) {}
-
-torch::Tensor DitParamReader::take(const std::string& name, const std::vector<int64_t>& shape, bool materialize) {
-  used_.insert(name);
-  if (!w_.has(name)) {
-    missing_.push_back(name + " " + shape_str(shape));
-    return {};
-  }
-  const auto stored = w_.shape_of(name);
-  if (!shape.empty() && stored != shape) {
-    misshapen_.push_back(name + " is " + shape_str(stored) + ", expected " + shape_str(shape));
-    return {};
-  }
-  if (!materialize) return {};
-  auto it = fp8_scales_.find(name);
-  if (it != fp8_scales_.end()) {
-    const auto& raw = w_.all().at(name);
-    if (raw.scalar_type() != torch::kUInt8)
-      throw tensorio::WeightError(w_.source() + ": " + name +
-                                  " has an fp8 scale but is not stored as float8 e4m3 bytes");
-    return tensorio::dequantize_fp8_e4m3(raw, it->second).contiguous();
-  }
-  return w_.require(name, shape, torch::kFloat32).contiguous();
-}
-
-void DitParamReader::accept_prefix(const std::string& prefix) { accepted_prefixes_.push_back(prefix); }
-
-void DitParamReader::finish() const {
-  std::vector<std::string> unexpected;
-  for (const auto& [name, t] : w_.all()) {
-    if (used_.count(name)) continue;
-    bool accepted = false;
-    for (const auto& p : accepted_prefixes_) accepted = accepted || name.rfind(p, 0) == 0;
-    if (!accepted) unexpected.push_back(name);
-  }
-  if (missing_.empty() && misshapen_.empty() && unexpected.empty()) return;
-  std::ostringstream o;
-  o << w_.source() << ": the checkpoint does not match the HunyuanVideo-Avatar DiT built from its config";
-  auto list = [&](const char* what, const std::vector<std::string>& v) {
-    if (v.empty()) return;
-    o << "; " << v.size() << " " << what << ":";
-    for (const auto& s : v) o << " " << s << ";";
-  };
-  list("missing key(s)", missing_);
-  list("key(s) of the wrong shape", misshapen_);
-  list("unexpected key(s)", unexpected);
-  o << " (check that config.json belongs to this checkpoint)";
-  throw tensorio::WeightError(o.str());
-}
-
 int64_t dit_tensor_bytes(const torch::Tensor& t) {
   return t.defined() ? t.numel() * static_cast<int64_t>(t.element_size()) : 0;
 }
 
-DitLinear DitLinear::load(DitParamReader& r, const std::string& prefix, int64_t in, int64_t out, bool bias,
+DitLinear DitLinear::load(CheckpointReader& r, const std::string& prefix, int64_t in, int64_t out, bool bias,
                           bool materialize) {
   DitLinear l;
   l.w = r.take(prefix + ".weight", {out, in}, materialize);
@@ -109,7 +48,7 @@ torch::Tensor dit_timestep_embedding(const torch::Tensor& t, int64_t dim, double
   return emb;
 }
 
-DitTimestepEmbedder DitTimestepEmbedder::load(DitParamReader& r, const std::string& prefix, int64_t hidden) {
+DitTimestepEmbedder DitTimestepEmbedder::load(CheckpointReader& r, const std::string& prefix, int64_t hidden) {
   DitTimestepEmbedder e;
   e.fc0 = DitLinear::load(r, prefix + ".mlp.0", e.freq_dim, hidden);
   e.fc2 = DitLinear::load(r, prefix + ".mlp.2", hidden, hidden);
@@ -120,7 +59,7 @@ torch::Tensor DitTimestepEmbedder::operator()(const torch::Tensor& t) const {
   return fc2(torch::silu(fc0(dit_timestep_embedding(t, freq_dim, max_period))));
 }
 
-DitMLPEmbedder DitMLPEmbedder::load(DitParamReader& r, const std::string& prefix, int64_t in, int64_t hidden) {
+DitMLPEmbedder DitMLPEmbedder::load(CheckpointReader& r, const std::string& prefix, int64_t in, int64_t hidden) {
   return {DitLinear::load(r, prefix + ".in_layer", in, hidden), DitLinear::load(r, prefix + ".out_layer", hidden, hidden)};
 }
 

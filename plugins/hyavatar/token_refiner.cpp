@@ -5,7 +5,7 @@
 
 namespace reel::hyavatar {
 
-TokenRefiner TokenRefiner::load(DitParamReader& r, const std::string& prefix, int64_t in_dim, int64_t hidden,
+TokenRefiner TokenRefiner::load(CheckpointReader& r, const std::string& prefix, int64_t in_dim, int64_t hidden,
                                 int64_t num_heads, int64_t depth, double mlp_ratio) {
   TokenRefiner m;
   m.in_dim = in_dim;

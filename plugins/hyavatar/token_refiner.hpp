@@ -28,7 +28,7 @@ struct TokenRefiner {
   DitLinear c_linear_1, c_linear_2;  // c_embedder (TextProjection, SiLU)
   std::vector<TokenRefinerBlock> blocks;
 
-  static TokenRefiner load(DitParamReader& r, const std::string& prefix, int64_t in_dim, int64_t hidden,
+  static TokenRefiner load(CheckpointReader& r, const std::string& prefix, int64_t in_dim, int64_t hidden,
                            int64_t num_heads, int64_t depth = 2, double mlp_ratio = 4.0);
   // text [B, L, in_dim], t [B], mask [B, L] (int/bool, 1 = valid; undefined = all valid)
   // -> [B, L, hidden].

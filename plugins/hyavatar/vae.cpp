@@ -169,7 +169,7 @@ HyVae HyVae::load(const std::string& root) {
 HyVae HyVae::load(const tensorio::Weights& w, const VaeConfig& config) {
   auto impl = std::make_shared<Impl>();
   impl->config = config;
-  vae::KeyTaker k(w);
+  CheckpointReader k(w, "AutoencoderKLCausal3D (vae/config.json)");
   impl->encoder = vae::load_encoder(k, config);
   impl->decoder = vae::load_decoder(k, config);
   const int64_t L = config.latent_channels;

@@ -14,48 +14,14 @@ namespace reel::hyavatar::vae {
 
 namespace {
 
-std::string shape_text(c10::IntArrayRef s) {
-  std::ostringstream o;
-  o << s;
-  return o.str();
-}
-
 // log2 of a power of two, as the reference's int(np.log2(ratio)).
 int64_t log2_int(int64_t v) { return static_cast<int64_t>(std::floor(std::log2(static_cast<double>(v)))); }
 
 }  // namespace
 
-torch::Tensor KeyTaker::take(const std::string& name, const std::vector<int64_t>& shape) {
-  taken_.insert(name);
-  if (!w_.has(name)) {
-    problems_.push_back("missing " + name + " (expected shape " + shape_text(shape) + ")");
-    return torch::zeros(shape);
-  }
-  auto stored = w_.shape_of(name);
-  if (stored != shape) {
-    problems_.push_back(name + " has shape " + shape_text(stored) + ", expected " + shape_text(shape));
-    return torch::zeros(shape);
-  }
-  return w_.require(name, shape, torch::kFloat32).contiguous();
-}
-
-void KeyTaker::finish() const {
-  std::vector<std::string> all = problems_;
-  for (const auto& [name, t] : w_.all())
-    if (!taken_.count(name)) all.push_back("unexpected " + name + " " + shape_text(t.sizes()));
-  if (all.empty()) return;
-  std::ostringstream o;
-  o << w_.source() << ": not an AutoencoderKLCausal3D checkpoint for this vae/config.json (" << all.size()
-    << " problem" << (all.size() == 1 ? "" : "s") << "):";
-  for (const auto& p : all) o << "\n  " << p;
-  o << "\nCheck that config.json belongs to this pytorch_model.pt (same channels, layers_per_block, "
-       "latent_channels, mid_block_add_attention).";
-  throw tensorio::WeightError(o.str());
-}
-
 // ---- convolutions ----------------------------------------------------------------------
 
-Conv load_conv(KeyTaker& k, const std::string& prefix, int64_t in, int64_t out, int64_t kernel,
+Conv load_conv(CheckpointReader& k, const std::string& prefix, int64_t in, int64_t out, int64_t kernel,
                std::array<int64_t, 3> stride, bool causal_conv_wrapper, bool causal) {
   Conv c;
   // CausalConv3d keeps its nn.Conv3d as `.conv`; quant_conv / post_quant_conv are bare.
@@ -107,7 +73,7 @@ torch::Tensor conv_forward(const Conv& c, const torch::Tensor& x, int64_t chunk_
 
 // ---- normalisation ---------------------------------------------------------------------
 
-Norm load_norm(KeyTaker& k, const std::string& prefix, int64_t channels, int64_t groups) {
+Norm load_norm(CheckpointReader& k, const std::string& prefix, int64_t channels, int64_t groups) {
   Norm n;
   n.weight = k.take(prefix + ".weight", {channels});
   n.bias = k.take(prefix + ".bias", {channels});
@@ -123,7 +89,7 @@ torch::Tensor norm_silu(const Norm& n, const torch::Tensor& x) {
 
 // ---- residual block --------------------------------------------------------------------
 
-Resnet load_resnet(KeyTaker& k, const std::string& prefix, int64_t in, int64_t out, int64_t groups, bool causal) {
+Resnet load_resnet(CheckpointReader& k, const std::string& prefix, int64_t in, int64_t out, int64_t groups, bool causal) {
   Resnet r;
   r.norm1 = load_norm(k, prefix + ".norm1", in, groups);
   r.conv1 = load_conv(k, prefix + ".conv1", in, out, 3, {1, 1, 1}, true, causal);
@@ -144,7 +110,7 @@ torch::Tensor resnet_forward(const Resnet& r, torch::Tensor x) {
 
 // ---- attention -------------------------------------------------------------------------
 
-Attention load_attention(KeyTaker& k, const std::string& prefix, int64_t channels, int64_t groups, bool causal) {
+Attention load_attention(CheckpointReader& k, const std::string& prefix, int64_t channels, int64_t groups, bool causal) {
   Attention a;
   a.group_norm = load_norm(k, prefix + ".group_norm", channels, groups);
   a.q_w = k.take(prefix + ".to_q.weight", {channels, channels});
@@ -206,7 +172,7 @@ torch::Tensor attention_forward(const Attention& a, torch::Tensor x) {
 
 // ---- middle block ------------------------------------------------------------------------
 
-MidBlock load_mid_block(KeyTaker& k, const std::string& prefix, const VaeConfig& c) {
+MidBlock load_mid_block(CheckpointReader& k, const std::string& prefix, const VaeConfig& c) {
   MidBlock m;
   const int64_t ch = c.block_out_channels.back();
   // UNetMidBlockCausal3D(num_layers=1): resnets.0, [attentions.0], resnets.1
@@ -278,7 +244,7 @@ torch::Tensor upsample_causal(const torch::Tensor& x, std::array<int64_t, 3> f, 
 
 }  // namespace
 
-Encoder load_encoder(KeyTaker& k, const VaeConfig& c) {
+Encoder load_encoder(CheckpointReader& k, const VaeConfig& c) {
   Encoder e;
   const bool causal = !c.disable_causal_conv;
   const auto& bo = c.block_out_channels;
@@ -303,7 +269,7 @@ Encoder load_encoder(KeyTaker& k, const VaeConfig& c) {
   return e;
 }
 
-Decoder load_decoder(KeyTaker& k, const VaeConfig& c) {
+Decoder load_decoder(CheckpointReader& k, const VaeConfig& c) {
   Decoder d;
   const bool causal = !c.disable_causal_conv;
   std::vector<int64_t> rev(c.block_out_channels.rbegin(), c.block_out_channels.rend());

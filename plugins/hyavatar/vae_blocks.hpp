@@ -1,8 +1,8 @@
 // The layers of the HunyuanVideo-Avatar causal 3D VAE (hymm_sp/vae/unet_causal_3d_blocks.py
 // and vae.py), internal to vae*.cpp: plain structs of float32 tensors addressed by their
 // published key names at load time, and free functions that evaluate them. Loading goes
-// through a KeyTaker that records every key it takes so HyVae::load can report every
-// missing, mis-shaped or unexpected key at once.
+// through a CheckpointReader (checkpoint_keys.hpp), so HyVae::load reports every missing,
+// mis-shaped or unexpected key at once.
 // Thread-safety: the structs are immutable after loading; the functions keep no state.
 #pragma once
 
@@ -13,26 +13,11 @@
 
 #include <torch/torch.h>
 
+#include "checkpoint_keys.hpp"
 #include "tensorio/weights.hpp"
 #include "vae.hpp"
 
 namespace reel::hyavatar::vae {
-
-// Takes tensors from a checkpoint by name, noting problems instead of throwing so that
-// one error can list them all (finish() throws).
-class KeyTaker {
- public:
-  explicit KeyTaker(const tensorio::Weights& w) : w_(w) {}
-  // The tensor as float32 (an empty placeholder of `shape` when missing or mis-shaped).
-  torch::Tensor take(const std::string& name, const std::vector<int64_t>& shape);
-  // Throws tensorio::WeightError naming every missing, mis-shaped and unexpected key.
-  void finish() const;
-
- private:
-  const tensorio::Weights& w_;
-  std::set<std::string> taken_;
-  std::vector<std::string> problems_;
-};
 
 // CausalConv3d (or a plain nn.Conv3d when `padded` is false, as for quant_conv):
 // replicate padding of k/2 on H and W and k-1 past frames on T (or k/2 each side when
@@ -44,7 +29,7 @@ struct Conv {
   bool padded = true;
   bool causal = true;
 };
-Conv load_conv(KeyTaker& k, const std::string& prefix, int64_t in, int64_t out, int64_t kernel,
+Conv load_conv(CheckpointReader& k, const std::string& prefix, int64_t in, int64_t out, int64_t kernel,
                std::array<int64_t, 3> stride, bool causal_conv_wrapper, bool causal);
 // Inputs whose padded copy would exceed `chunk_bytes` are convolved a run of output
 // frames at a time, each from its own padded slice, so no padded copy of the whole
@@ -58,7 +43,7 @@ struct Norm {
   int64_t groups = 32;
   double eps = 1e-6;
 };
-Norm load_norm(KeyTaker& k, const std::string& prefix, int64_t channels, int64_t groups);
+Norm load_norm(CheckpointReader& k, const std::string& prefix, int64_t channels, int64_t groups);
 // GroupNorm then SiLU (every use in this VAE is followed by the activation except the
 // attention's).
 torch::Tensor norm_silu(const Norm& n, const torch::Tensor& x);
@@ -69,7 +54,7 @@ struct Resnet {
   bool has_shortcut = false;
   Conv shortcut;
 };
-Resnet load_resnet(KeyTaker& k, const std::string& prefix, int64_t in, int64_t out, int64_t groups, bool causal);
+Resnet load_resnet(CheckpointReader& k, const std::string& prefix, int64_t in, int64_t out, int64_t groups, bool causal);
 torch::Tensor resnet_forward(const Resnet& r, torch::Tensor x);
 
 // diffusers Attention (_from_deprecated_attn_block, one head of width C, residual).
@@ -78,14 +63,14 @@ struct Attention {
   torch::Tensor q_w, q_b, k_w, k_b, v_w, v_b, out_w, out_b;
   bool causal = false;  // mid_block_causal_attn: frame-causal mask
 };
-Attention load_attention(KeyTaker& k, const std::string& prefix, int64_t channels, int64_t groups, bool causal);
+Attention load_attention(CheckpointReader& k, const std::string& prefix, int64_t channels, int64_t groups, bool causal);
 torch::Tensor attention_forward(const Attention& a, torch::Tensor x);
 
 struct MidBlock {
   std::vector<Resnet> resnets;        // resnets[0], then one after each attention
   std::vector<Attention> attentions;  // empty when mid_block_add_attention is false
 };
-MidBlock load_mid_block(KeyTaker& k, const std::string& prefix, const VaeConfig& c);
+MidBlock load_mid_block(CheckpointReader& k, const std::string& prefix, const VaeConfig& c);
 torch::Tensor mid_block_forward(const MidBlock& m, torch::Tensor x);
 
 struct Stage {  // DownEncoderBlockCausal3D / UpDecoderBlockCausal3D
@@ -109,8 +94,8 @@ struct Decoder {
   Norm norm_out;
   Conv conv_out;
 };
-Encoder load_encoder(KeyTaker& k, const VaeConfig& c);
-Decoder load_decoder(KeyTaker& k, const VaeConfig& c);
+Encoder load_encoder(CheckpointReader& k, const VaeConfig& c);
+Decoder load_decoder(CheckpointReader& k, const VaeConfig& c);
 torch::Tensor encoder_forward(const Encoder& e, const torch::Tensor& x);
 torch::Tensor decoder_forward(const Decoder& d, const torch::Tensor& z);
 

@@ -23,7 +23,7 @@ std::string fixture() { return reel::golden::fixture_dir("REEL_HYAVATAR_DIT_GOLD
 TEST(HyAvatarAudioProj, MatchesReference) {
   auto cfg = hy::read_hyavatar_dit_config(fixture() + "/checkpoint/config.json");
   auto w = hy::load_hyavatar_dit_weights(fixture() + "/checkpoint/transformers/mp_rank_00_model_states.pt");
-  hy::DitParamReader r(w);
+  hy::CheckpointReader r(w, "audio projection");
   auto proj = hy::AudioProj::load(r, cfg.audio_proj);
   auto io = tio::load_safetensors(fixture() + "/golden/audio_proj_io.safetensors");
   auto out = proj.forward(io.at("audio_prompts"));
