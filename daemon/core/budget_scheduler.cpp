@@ -431,13 +431,15 @@ SchedulerOutput Round::run() {
     return "waiting for a free slot: " + std::to_string(running) + " of " + std::to_string(pol.max_concurrent_jobs) +
            " jobs running";
   };
-  int past_cap = 0;   // local jobs seen since the cap was reached
+  int past_cap = 0;          // local jobs seen since the cap was reached
+  std::string past_window;   // their reason: `running` no longer changes once the cap is reached
 
   for (const PlannedJob* pj : order) {
     const Job& job = pj->job;
     if (!halted && pj->remote_pool.empty() && running >= pol.max_concurrent_jobs &&
         ++past_cap > pol.explained_waiting_jobs) {
-      out.waiting.push_back({job.id, slot_reason(), Json::object()});
+      if (past_window.empty()) past_window = slot_reason();
+      out.waiting.push_back({job.id, past_window, Json::object()});
       continue;
     }
     const bool unplanned = pj->plan.empty();

@@ -18,17 +18,17 @@ CheckpointReader::CheckpointReader(const tensorio::Weights& w, std::string what,
 
 torch::Tensor CheckpointReader::take(const std::string& name, const std::vector<int64_t>& shape, bool materialize) {
   used_.insert(name);
-  auto placeholder = [&]() -> torch::Tensor {
+  auto zeros_to_go_on = [&]() -> torch::Tensor {
     return materialize && !shape.empty() ? torch::zeros(shape) : torch::Tensor();
   };
   if (!w_.has(name)) {
     missing_.push_back(shape.empty() ? name : name + " " + shape_string(shape));
-    return placeholder();
+    return zeros_to_go_on();
   }
   const auto stored = w_.shape_of(name);
   if (!shape.empty() && stored != shape) {
     misshapen_.push_back(name + " is " + shape_string(stored) + ", expected " + shape_string(shape));
-    return placeholder();
+    return zeros_to_go_on();
   }
   if (!materialize) return {};
   auto it = fp8_scales_.find(name);

@@ -29,7 +29,7 @@ class CheckpointReader {
   CheckpointReader(const tensorio::Weights& w, std::string what, std::map<std::string, double> fp8_scales = {});
 
   // The tensor as float32 (decoded from float8 when listed). A missing key or a shape
-  // mismatch is recorded for finish() and a zero placeholder of `shape` returned, so the
+  // mismatch is recorded for finish() and zeros of `shape` are returned, so the
   // loader can go on and every problem is reported at once. materialize=false only checks
   // presence and shape and returns an undefined tensor (for blocks streamed later).
   torch::Tensor take(const std::string& name, const std::vector<int64_t>& shape, bool materialize = true);

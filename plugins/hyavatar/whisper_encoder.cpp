@@ -1,10 +1,11 @@
 // The Whisper encoder with every hidden state kept; see whisper_encoder.hpp.
 #include "whisper_encoder.hpp"
 
+#include "checkpoint_keys.hpp"
+
 #include <cmath>
 #include <fstream>
 #include <map>
-#include <set>
 #include <stdexcept>
 
 #include <nlohmann/json.hpp>
@@ -19,14 +20,6 @@ int64_t positive(const nlohmann::json& j, const char* key, const std::string& pa
 }
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-
-std::string list_names(const std::vector<std::string>& names) {
-  std::string s;
-  const size_t shown = std::min<size_t>(names.size(), 20);
-  for (size_t i = 0; i < shown; ++i) s += (i ? ", " : "") + names[i];
-  if (names.size() > shown) s += ", ... (" + std::to_string(names.size() - shown) + " more)";
-  return s;
-}
 
 // Every encoder tensor the config implies, by its name under "encoder.", with its shape.
 std::map<std::string, std::vector<int64_t>> expected_tensors(const WhisperEncoderConfig& c) {
@@ -102,29 +95,12 @@ WhisperEncoder WhisperEncoder::load(const tensorio::Weights& w, const WhisperEnc
   const std::string enc = prefix + "encoder.";
 
   const auto expected = expected_tensors(cfg);
-  std::vector<std::string> unexpected, missing;
-  std::set<std::string> seen;
-  for (const auto& kv : w.all()) {
-    const std::string& k = kv.first;
-    if (starts_with(k, enc)) {
-      const std::string name = k.substr(enc.size());
-      if (expected.count(name))
-        seen.insert(name);
-      else
-        unexpected.push_back(k);
-    } else if (!(starts_with(k, prefix + "decoder.") || k == "proj_out.weight")) {
-      unexpected.push_back(k);  // the decoder and LM head are skipped on purpose; nothing else
-    }
-  }
-  for (const auto& kv : expected)
-    if (!seen.count(kv.first)) missing.push_back(enc + kv.first);
-  if (!missing.empty() || !unexpected.empty()) {
-    std::string msg = w.source() + ": the Whisper encoder's tensors do not match config.json (d_model " +
-                      std::to_string(cfg.d_model) + ", " + std::to_string(cfg.encoder_layers) + " layers)";
-    if (!missing.empty()) msg += "; missing: " + list_names(missing);
-    if (!unexpected.empty()) msg += "; unexpected: " + list_names(unexpected);
-    throw tensorio::WeightError(msg);
-  }
+  CheckpointReader keys(w, "Whisper encoder (config.json: d_model " + std::to_string(cfg.d_model) + ", " +
+                               std::to_string(cfg.encoder_layers) + " layers)");
+  for (const auto& [name, shape] : expected) keys.take(enc + name, shape, /*materialize=*/false);
+  keys.accept_prefix(prefix + "decoder.");   // the decoder and LM head are skipped on purpose
+  keys.accept_prefix("proj_out.weight");
+  keys.finish();
 
   WhisperEncoder e;
   e.cfg_ = cfg;
