@@ -130,6 +130,11 @@ void Daemon::start_up() {
       std::chrono::milliseconds(static_cast<int64_t>(config_.scheduler.keep_alive_seconds * 1000)));
   workers_->set_max_resident(config_.scheduler.max_resident_models);
 
+  // Watches before the socket: once a client can connect, every folder already has its
+  // inotify watch and its start-up scan behind it, so a file a client then starts writing
+  // is taken on close, never half-written by a scan (WatchTest.SlowPartialWrite...).
+  start_watches();
+
   ControlServerOptions so;
   so.socket_path = paths_.socket_path;
   so.socket_mode = parse_mode(config_.daemon.socket_mode);
@@ -139,7 +144,6 @@ void Daemon::start_up() {
   server_ = std::make_unique<ControlServer>(io_, so, *this);
 
   watch_signals();
-  start_watches();
   arm_status_timer();
   arm_watchdog_timer();
   arm_probe_timer();

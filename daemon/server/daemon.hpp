@@ -2,7 +2,8 @@
 // server, the job runner and systemd notification onto one Asio io_context.
 //
 // Start-up order is what makes READY=1 honest: config -> state dir -> lock file ->
-// database + migrations -> crash recovery -> control socket -> READY=1 -> scheduling.
+// database + migrations -> crash recovery -> plugins -> watched folders -> control socket
+// -> READY=1 -> scheduling.
 // All state changes go through the store first and are then announced to followers,
 // so a client that reconnects and follows from its last sequence number misses nothing.
 // Lifecycle: SIGHUP reloads the config (an invalid file is rejected, the old one stays);

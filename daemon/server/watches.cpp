@@ -1,4 +1,4 @@
-// Daemon: watched input folders (watch_folder.hpp): starting them after the socket,
+// Daemon: watched input folders (watch_folder.hpp): starting them before the socket,
 // SIGHUP adding and removing them, telling them when their jobs change, `watches`.
 #include <algorithm>
 
