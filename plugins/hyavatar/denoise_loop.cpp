@@ -1,6 +1,7 @@
 #include "denoise_loop.hpp"
 
 #include <stdexcept>
+#include <string>
 
 namespace reel::hyavatar {
 
@@ -51,14 +52,23 @@ struct StepCache {
 torch::Tensor denoise(const DitFn& dit, const AvatarConditions& c, const torch::Tensor& noise,
                       const SamplerSettings& s, const StepObserver& on_step) {
   const int64_t audio_frames = c.audio_prompts.size(1);
-  const WindowPlan plan = plan_windows(static_cast<int>(audio_frames));
+  const WindowPlan plan = plan_windows(static_cast<int>(audio_frames), s.window);
   if (noise.dim() != 5 || noise.size(2) != plan.noise_frames)
     throw std::invalid_argument("the initial noise must be [1, C, " + std::to_string(plan.noise_frames) +
-                                ", h, w] for " + std::to_string(audio_frames) + " audio frames");
+                                ", h, w] for " + std::to_string(audio_frames) + " audio frames and windows of " +
+                                std::to_string(plan.window) + " latent frames, got " + c10::str(noise.sizes()));
+  const int64_t window_audio = 4 * plan.window - 3;
+  if (c.uncond_audio_prompts.dim() < 2 || c.uncond_audio_prompts.size(1) != window_audio)
+    throw std::invalid_argument("the unconditional audio prompts must have one window's " +
+                                std::to_string(window_audio) + " audio frames (4 * " + std::to_string(plan.window) +
+                                " - 3; uncond_audio_prompts(prompts, " + std::to_string(window_audio) + ")), got " +
+                                c10::str(c.uncond_audio_prompts.sizes()));
   const FlowSchedule schedule = flow_schedule(s.steps, s.shift);
 
-  // Audio padded with silence so windows that run past the end (or wrap) read zeros.
-  const int64_t pad_to = (audio_frames / 128 + 1) * 128 + 4;
+  // Audio padded with silence so windows that run past the end (or wrap) read zeros:
+  // (n/V + 1)*V + 4 frames with V = 4*(W-1), the reference's (n/128 + 1)*128 + 4.
+  const int64_t stride = window_video_stride(plan.window);
+  const int64_t pad_to = (audio_frames / stride + 1) * stride + 4;
   auto silence_shape = c.audio_prompts.sizes().vec();
   silence_shape[1] = pad_to - audio_frames;
   auto audio_all = torch::cat({c.audio_prompts, torch::zeros(silence_shape, c.audio_prompts.options())}, 1)

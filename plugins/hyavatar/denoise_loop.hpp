@@ -44,8 +44,8 @@ struct AvatarConditions {
   torch::Tensor negative_prompt_embeds, negative_prompt_mask;  // same shapes
   torch::Tensor prompt_embeds_2, negative_prompt_embeds_2;     // [1, D2]
   torch::Tensor ref_latents;        // [1, C, Fr, h, w], already scaled by the VAE's factor
-  torch::Tensor audio_prompts;      // [1, n, ...]: n audio frames (padded to at least 129)
-  torch::Tensor uncond_audio_prompts;   // zeros shaped like one window's audio
+  torch::Tensor audio_prompts;      // [1, n, ...]: n audio frames (padded to at least 4*W-3: 129)
+  torch::Tensor uncond_audio_prompts;   // zeros shaped like one window's audio: [1, 4*W-3, ...]
   torch::Tensor face_mask;          // [1, 1, 1, h, w] on the latent grid
   torch::Tensor motion_exp, motion_pose, fps;   // [1, ...]
 };
@@ -55,13 +55,19 @@ struct SamplerSettings {
   double shift = 5.0;
   double cfg_scale = 7.5;
   bool step_cache = true;   // the reference's "deepcache"; false runs the DiT every step
+  // Latent frames per DiT call (plan_windows' W). The reference's 33 by default; a
+  // smaller window needs less memory per call (reel's memory ladder). The conditions'
+  // uncond_audio_prompts must then have 4*window - 3 frames (uncond_audio_prompts(p, 4*W-3)).
+  int window = kFramesPerWindow;
 };
 
 // Called after every step with the step index and the whole latent sequence.
 using StepObserver = std::function<void(int step, const torch::Tensor& latents_all)>;
 
-// `noise`: [1, C, plan.noise_frames, h, w]. Returns the final latents
-// [1, C, plan.video_latent_frames, h, w] (not yet divided by the VAE's scaling factor).
+// `noise`: [1, C, plan.noise_frames, h, w] with plan = plan_windows(n, settings.window).
+// Returns the final latents [1, C, plan.video_latent_frames, h, w] (not yet divided by the
+// VAE's scaling factor). Throws std::invalid_argument for a wrongly shaped noise or
+// unconditional audio, or a window below 2.
 torch::Tensor denoise(const DitFn& dit, const AvatarConditions& conditions, const torch::Tensor& noise,
                       const SamplerSettings& settings, const StepObserver& on_step = {});
 

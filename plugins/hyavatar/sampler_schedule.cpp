@@ -43,19 +43,25 @@ bool is_cached_step(int step) {
   return step % 5 != 0;
 }
 
-WindowPlan plan_windows(int audio_frames) {
+WindowPlan plan_windows(int audio_frames, int window) {
   if (audio_frames < 1) throw std::invalid_argument("the audio must have at least one frame");
+  if (window < 2)
+    throw std::invalid_argument("a sampling window must have at least 2 latent frames, not " + std::to_string(window));
+  const int stride = window_video_stride(window);  // 128 for the reference's 33
   WindowPlan p;
+  p.window = window;
   p.audio_frames = audio_frames;
   p.video_latent_frames = ((audio_frames / 4 * 4 + 1) - 1) / 4 + 1;
-  p.noise_frames = (audio_frames / 128 + 1) * 32 + 1;
+  p.noise_frames = (audio_frames / stride + 1) * (window - 1) + 1;
   p.infer_length = p.noise_frames;
-  p.padded_audio_frames = (audio_frames / 128 + 1) * 128 + 4;
-  if (p.video_latent_frames == kFramesPerWindow || p.infer_length == kFramesPerWindow) {
+  p.padded_audio_frames = (audio_frames / stride + 1) * stride + 4;
+  // 10 is the reference's; a window too short to move by 10 moves by 10 % W, or by 1.
+  p.shift_offset = kReferenceShiftOffset % window != 0 ? kReferenceShiftOffset % window : 1;
+  if (p.video_latent_frames == window || p.infer_length == window) {
     p.single_window = true;
-    p.infer_length = kFramesPerWindow;
+    p.infer_length = window;
     p.shift_offset = 0;
-    p.padded_audio_frames = 4 * kFramesPerWindow;
+    p.padded_audio_frames = 4 * window;
   }
   return p;
 }
@@ -66,19 +72,20 @@ int wrap(int i, int n) { return ((i % n) + n) % n; }   // Python's %: never nega
 
 std::vector<Window> windows_at(const WindowPlan& plan, int shift) {
   std::vector<Window> out;
-  for (int index_start = 0; index_start < plan.infer_length; index_start += kFramesPerWindow) {
+  const int W = plan.window;
+  for (int index_start = 0; index_start < plan.infer_length; index_start += W) {
     Window w;
     w.index_start = index_start;
     w.start = index_start - shift;
-    for (int k = 0; k < kFramesPerWindow; ++k) w.latent_frames.push_back(wrap(w.start + k, plan.infer_length));
-    for (int a = w.start * 4; a < (w.start + kFramesPerWindow) * 4 - 3; ++a)
+    for (int k = 0; k < W; ++k) w.latent_frames.push_back(wrap(w.start + k, plan.infer_length));
+    for (int a = w.start * 4; a < (w.start + W) * 4 - 3; ++a)
       w.audio_frames.push_back(wrap(a, plan.padded_audio_frames));
     out.push_back(std::move(w));
   }
   return out;
 }
 
-int next_shift(const WindowPlan& plan, int shift) { return (shift + plan.shift_offset) % kFramesPerWindow; }
+int next_shift(const WindowPlan& plan, int shift) { return (shift + plan.shift_offset) % plan.window; }
 
 std::vector<int> window_cover(const WindowPlan& plan, int shift) {
   std::vector<int> cover(static_cast<size_t>(plan.infer_length), 0);

@@ -3,7 +3,12 @@
 // cache decision, shift and windows (golden.json `loop.schedule`), and the sigmas and
 // timesteps tensors. The fixture has one window; several windows, wrap-around and the
 // moving shift are checked against the rule golden.json states (`loop.window_rule`).
+#include <algorithm>
 #include <numeric>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "sampler_schedule.hpp"
 #include "tensorio/weights.hpp"
@@ -124,6 +129,165 @@ TEST(HyAvatarSchedule, LongAudioWindowsWrapAroundAndShift) {
   }
   EXPECT_EQ(shifts, (std::vector<int>{0, 10, 20, 30, 7}));
   EXPECT_THROW(plan_windows(0), std::invalid_argument);
+}
+
+// --- other window lengths (reel's extension; the reference always uses 33) ---
+
+const std::vector<int> kWindows{2, 3, 5, 9, 17, 65};
+const std::vector<int> kAudioLengths{1, 50, 129, 200, 400, 1000, 3000};
+
+int python_mod(int i, int n) { return ((i % n) + n) % n; }
+
+// Every window length and audio length: the windows of every step cover every sampled
+// latent frame, read W latent frames and the 4*W - 3 audio frames that line up with them,
+// and the kept latent frames are as long as the reference's 4k + 1 rounding of the audio.
+TEST(HyAvatarScheduleWindows, EveryWindowLengthCoversTheAudio) {
+  for (int W : kWindows) {
+    for (int n : kAudioLengths) {
+      SCOPED_TRACE("W " + std::to_string(W) + ", " + std::to_string(n) + " audio frames");
+      const WindowPlan plan = plan_windows(n, W);
+      EXPECT_EQ(plan.window, W);
+      EXPECT_EQ(plan.audio_frames, n);
+      // The video is the audio rounded down to 4k + 1 frames, 4x compressed in time.
+      EXPECT_EQ(4 * (plan.video_latent_frames - 1) + 1, n / 4 * 4 + 1);
+      EXPECT_LE(plan.video_latent_frames, plan.infer_length) << "every kept frame is sampled";
+      EXPECT_LE(plan.infer_length, plan.noise_frames);
+      // The noise is a whole number of window steps of W - 1 frames, plus one.
+      EXPECT_EQ((plan.noise_frames - 1) % (W - 1), 0);
+      // Single window exactly when one window holds everything sampled.
+      EXPECT_EQ(plan.single_window, plan.infer_length == W);
+      EXPECT_EQ(plan.single_window, plan.noise_frames == W || plan.video_latent_frames == W);
+      // Audio frame 4j belongs to latent frame j, also after wrapping around.
+      EXPECT_EQ(plan.padded_audio_frames, 4 * plan.infer_length);
+      EXPECT_GE(plan.padded_audio_frames, 4 * (plan.video_latent_frames - 1) + 1);
+      if (plan.single_window) {
+        EXPECT_EQ(plan.shift_offset, 0);
+      } else {
+        EXPECT_GT(plan.shift_offset, 0) << "the seams between windows must move";
+        EXPECT_LT(plan.shift_offset, W);
+      }
+      const size_t expected_windows = static_cast<size_t>((plan.infer_length + W - 1) / W);
+      int shift = 0;
+      for (int step = 0; step < W + 2; ++step) {
+        SCOPED_TRACE("step " + std::to_string(step) + ", shift " + std::to_string(shift));
+        ASSERT_GE(shift, 0);
+        ASSERT_LT(shift, W);
+        const auto windows = windows_at(plan, shift);
+        ASSERT_EQ(windows.size(), expected_windows);
+        for (size_t i = 0; i < windows.size(); ++i) {
+          const Window& w = windows[i];
+          EXPECT_EQ(w.index_start, static_cast<int>(i) * W);
+          EXPECT_EQ(w.start, w.index_start - shift);
+          ASSERT_EQ(w.latent_frames.size(), static_cast<size_t>(W));
+          ASSERT_EQ(w.audio_frames.size(), static_cast<size_t>(4 * W - 3));
+          for (int k = 0; k < W; ++k) EXPECT_EQ(w.latent_frames[k], python_mod(w.start + k, plan.infer_length));
+          for (int k = 0; k < 4 * W - 3; ++k)
+            ASSERT_EQ(w.audio_frames[k], python_mod(4 * w.start + k, plan.padded_audio_frames)) << "k " << k;
+          for (int k = 0; k < W; ++k) EXPECT_EQ(w.audio_frames[4 * k], 4 * w.latent_frames[k]);
+        }
+        const auto cover = window_cover(plan, shift);
+        ASSERT_EQ(cover.size(), static_cast<size_t>(plan.infer_length));
+        EXPECT_GE(*std::min_element(cover.begin(), cover.end()), 1) << "a latent frame no window samples";
+        EXPECT_EQ(std::accumulate(cover.begin(), cover.end(), 0), W * static_cast<int>(windows.size()));
+        shift = next_shift(plan, shift);
+      }
+    }
+  }
+}
+
+// How far the windows move each step. 10 (the reference's) wherever it is shorter than the
+// window; shorter windows move by 10 % W, or by 1 where that is 0, so they still move.
+TEST(HyAvatarScheduleWindows, ShiftOffsetForShortWindows) {
+  const std::vector<std::pair<int, int>> offsets{{2, 1}, {3, 1}, {4, 2}, {5, 1}, {7, 3}, {9, 1},
+                                                 {10, 1}, {11, 10}, {17, 10}, {33, 10}, {65, 10}};
+  for (const auto& [W, offset] : offsets) {
+    SCOPED_TRACE("W " + std::to_string(W));
+    const WindowPlan plan = plan_windows(3000, W);
+    ASSERT_FALSE(plan.single_window);
+    EXPECT_EQ(plan.shift_offset, offset);
+    std::vector<int> shifts{0};
+    for (int step = 0; step < 3; ++step) shifts.push_back(next_shift(plan, shifts.back()));
+    EXPECT_EQ(shifts, (std::vector<int>{0, offset % W, 2 * offset % W, 3 * offset % W}));
+  }
+  // W = 5: the seams visit every position of the window in turn.
+  const WindowPlan five = plan_windows(300, 5);
+  std::vector<int> shifts{0};
+  for (int step = 0; step < 5; ++step) shifts.push_back(next_shift(five, shifts.back()));
+  EXPECT_EQ(shifts, (std::vector<int>{0, 1, 2, 3, 4, 0}));
+}
+
+// The sizes for a few window lengths worked by hand from the reference's formulas.
+TEST(HyAvatarScheduleWindows, SizesWorkedByHand) {
+  // W = 5: V = 16 video frames per window step. 300 frames: 300/16 = 18 -> noise 19*4+1 =
+  // 77 latent frames, audio padded to 19*16+4 = 308; 76 latent frames kept.
+  WindowPlan p = plan_windows(300, 5);
+  EXPECT_EQ(p.noise_frames, 77);
+  EXPECT_EQ(p.infer_length, 77);
+  EXPECT_EQ(p.padded_audio_frames, 308);
+  EXPECT_EQ(p.video_latent_frames, 76);
+  EXPECT_EQ(windows_at(p, 0).size(), 16u);   // ceil(77 / 5)
+  // W = 2: V = 4. 17 frames -> noise 5*1+1 = 6, audio 24; 5 kept.
+  p = plan_windows(17, 2);
+  EXPECT_EQ(p.noise_frames, 6);
+  EXPECT_EQ(p.padded_audio_frames, 24);
+  EXPECT_EQ(p.video_latent_frames, 5);
+  EXPECT_FALSE(p.single_window);
+  // W = 5, 17 audio frames (one window's 4*5 - 3): video_latent_frames == W -> single window,
+  // audio cut to 4*W = 20 (the reference's 132 for 33).
+  p = plan_windows(17, 5);
+  EXPECT_TRUE(p.single_window);
+  EXPECT_EQ(p.noise_frames, 9);  // 17/16 = 1 -> 2*4+1
+  EXPECT_EQ(p.infer_length, 5);
+  EXPECT_EQ(p.padded_audio_frames, 20);
+  EXPECT_EQ(p.shift_offset, 0);
+  // W = 65: V = 256. 3000 frames -> 3000/256 = 11 -> noise 12*64+1 = 769, audio 12*256+4.
+  p = plan_windows(3000, 65);
+  EXPECT_EQ(p.noise_frames, 769);
+  EXPECT_EQ(p.padded_audio_frames, 3076);
+  EXPECT_EQ(p.video_latent_frames, 751);  // 3000 = 4*750 -> 3001 video frames
+}
+
+// The default window is the reference's: the plan is its formulas with 33, 32, 128, 132.
+TEST(HyAvatarScheduleWindows, DefaultWindowIsTheReferences) {
+  for (int n : {1, 50, 125, 128, 129, 130, 131, 132, 200, 255, 256, 400, 1000, 3000}) {
+    SCOPED_TRACE(std::to_string(n) + " audio frames");
+    const WindowPlan d = plan_windows(n), p = plan_windows(n, 33);
+    EXPECT_EQ(d.window, 33);
+    const int video_length = ((n / 4 * 4 + 1) - 1) / 4 + 1;
+    const int infer = (n / 128 + 1) * 32 + 1;
+    const bool single = video_length == 33 || infer == 33;
+    for (const WindowPlan& q : {d, p}) {
+      EXPECT_EQ(q.video_latent_frames, video_length);
+      EXPECT_EQ(q.noise_frames, infer);
+      EXPECT_EQ(q.single_window, single);
+      EXPECT_EQ(q.infer_length, single ? 33 : infer);
+      EXPECT_EQ(q.padded_audio_frames, single ? 132 : (n / 128 + 1) * 128 + 4);
+      EXPECT_EQ(q.shift_offset, single ? 0 : 10);
+    }
+    int shift = 0;
+    for (int step = 0; step < 6; ++step) {
+      const auto a = windows_at(d, shift), b = windows_at(p, shift);
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_EQ(a[i].latent_frames, b[i].latent_frames);
+        EXPECT_EQ(a[i].audio_frames, b[i].audio_frames);
+      }
+      EXPECT_EQ(next_shift(d, shift), single ? shift : (shift + 10) % 33);
+      shift = next_shift(d, shift);
+    }
+  }
+}
+
+TEST(HyAvatarScheduleWindows, WindowBelowTwoIsRefused) {
+  for (int W : {1, 0, -3}) {
+    try {
+      plan_windows(100, W);
+      ADD_FAILURE() << "W " << W << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("at least 2 latent frames"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_NO_THROW(plan_windows(100, 2));
 }
 
 TEST(HyAvatarSchedule, GuidancePhases) {
