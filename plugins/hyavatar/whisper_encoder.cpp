@@ -174,4 +174,16 @@ torch::Tensor WhisperEncoder::hidden_states(const torch::Tensor& mel) const {
   return torch::stack(states, 2);
 }
 
+torch::Tensor WhisperEncoder::hidden_states_chunked(const torch::Tensor& mel) const {
+  const auto x = mel.dim() == 3 && mel.size(0) == 1 ? mel.squeeze(0) : mel;
+  const int64_t chunk = cfg_.input_frames();
+  if (x.dim() != 2 || x.size(0) != cfg_.num_mel_bins || x.size(1) < chunk || x.size(1) % chunk != 0)
+    throw std::invalid_argument("WhisperEncoder: expected mel features [" + std::to_string(cfg_.num_mel_bins) +
+                                ", " + std::to_string(chunk) + " * chunks] (whole 30 s chunks, as "
+                                "whisper_audio_features returns them), got " + c10::str(mel.sizes()));
+  std::vector<torch::Tensor> chunks;
+  for (int64_t start = 0; start < x.size(1); start += chunk) chunks.push_back(hidden_states(x.slice(1, start, start + chunk)));
+  return torch::cat(chunks, 1);
+}
+
 }  // namespace reel::hyavatar

@@ -12,10 +12,16 @@
 // Every other key is checked strictly: load() names all missing and unexpected encoder
 // tensors, and any tensor of the wrong shape. Sizes come from config.json.
 //
-// Invariants: float32 weights and computation (bf16/fp16 checkpoints are upcast); the
-// input is exactly num_mel_bins x (2 * max_source_positions) frames, as the HF encoder
-// insists. Thread-safety: a loaded WhisperEncoder is immutable; hidden_states() may run
-// concurrently.
+// Audio past 30 s (reel's extension; the reference encodes only the first chunk and caps
+// the video at 16 s): hidden_states_chunked() encodes each 30-s chunk of the mel on its
+// own, exactly as hidden_states() encodes the first, and concatenates the chunks' hidden
+// states in time. Whisper has no context across chunks, so a chunk's states are the same
+// whether it is encoded alone or as part of a longer audio.
+//
+// Invariants: float32 weights and computation (bf16/fp16 checkpoints are upcast); each
+// encoder call sees exactly num_mel_bins x (2 * max_source_positions) frames, as the HF
+// encoder insists. Thread-safety: a loaded WhisperEncoder is immutable; hidden_states()
+// and hidden_states_chunked() may run concurrently.
 #pragma once
 
 #include <string>
@@ -50,6 +56,13 @@ class WhisperEncoder {
   // float32 [1, max_source_positions, encoder_layers + 1, d_model]: every hidden state,
   // stacked on dim 2 as the reference's torch.stack(hidden_states, dim=2).
   torch::Tensor hidden_states(const torch::Tensor& mel) const;
+  // mel float32 [num_mel_bins, input_frames() * chunks] (or with a leading batch of 1),
+  // chunks >= 1, as whisper_audio_features returns it -> float32
+  // [1, max_source_positions * chunks, encoder_layers + 1, d_model]: each chunk's
+  // hidden_states(), concatenated on dim 1. One chunk gives hidden_states() itself.
+  // Throws std::invalid_argument when the frames are not a positive multiple of
+  // input_frames().
+  torch::Tensor hidden_states_chunked(const torch::Tensor& mel) const;
 
   const WhisperEncoderConfig& config() const { return cfg_; }
 

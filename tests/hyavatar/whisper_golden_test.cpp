@@ -7,6 +7,7 @@
 // Every size comes from the fixture (config.json, preprocessor_config.json, golden.json).
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -146,6 +147,60 @@ TEST(WhisperGolden, WholeChainFromTheWavFile) {
             << max_abs(windows, e_windows) << ", audio_prompts " << max_abs(prompts, e_prompts) << "\n";
 }
 
+TEST(WhisperGolden, ChunkedEncoderForAudioPast30Seconds) {
+  // reel's extension: each 30 s chunk of the mel is encoded on its own and the hidden
+  // states are concatenated in time. The second chunk is the fixture's mel reversed in
+  // time, so that it differs from the first.
+  const auto& f = fixture();
+  const auto enc = WhisperEncoder::load_dir(f.whisper_dir);
+  const auto& c = enc.config();
+  const int64_t positions = c.max_source_positions;
+  const auto first = f.t("mel_fp16").slice(1, 0, c.input_frames());
+  const auto second = first.flip({1});
+  const auto one = enc.hidden_states(first), other = enc.hidden_states(second);
+  // One chunk: hidden_states() itself.
+  EXPECT_TRUE(torch::equal(enc.hidden_states_chunked(first), one));
+  EXPECT_TRUE(torch::equal(enc.hidden_states_chunked(first.unsqueeze(0)), one));
+
+  const auto two = enc.hidden_states_chunked(torch::cat({first, second}, 1));
+  ASSERT_EQ(two.sizes().vec(), (std::vector<int64_t>{1, 2 * positions, c.encoder_layers + 1, c.d_model}));
+  // The same operations on the same numbers: exact.
+  EXPECT_TRUE(torch::equal(two.slice(1, 0, positions), one));
+  EXPECT_TRUE(torch::equal(two.slice(1, positions), other));
+  EXPECT_FALSE(torch::equal(one, other));
+  // ... and the first half is the reference's (same bound as EncoderHiddenStates).
+  EXPECT_TRUE(reel::golden::close(two.slice(1, 0, positions), f.t("encoder_hidden_states"), 1e-4, 1e-4));
+  std::cout << "two chunks: first half vs encoder_hidden_states max abs error "
+            << max_abs(two.slice(1, 0, positions), f.t("encoder_hidden_states")) << "; vs one chunk "
+            << max_abs(two.slice(1, 0, positions), one) << "; second half vs its chunk alone "
+            << max_abs(two.slice(1, positions), other) << "\n";
+
+  // Windows past the reference's 400 frames reach into the second chunk: video frame
+  // 900 at 25 fps starts at encoder frame 2*900 - 4 (the 4 leading zeros), the second
+  // chunk's frame 1796 - 1500.
+  const auto windows = audio_windows(two, 25, 1000, /*max_video_frames=*/1000);
+  ASSERT_EQ(windows.size(1), 1000);
+  const int64_t second_start = 2 * 900 - kAudioLeadingZeroFrames - positions;
+  EXPECT_TRUE(torch::equal(windows[0][900], other[0].slice(0, second_start, second_start + kAudioWindowFrames)));
+  EXPECT_TRUE(torch::equal(windows.slice(1, 0, kAudioMaxVideoFrames), audio_windows(one, 25, kAudioMaxVideoFrames)));
+  EXPECT_EQ(audio_windows(two, 25, 1000).size(1), kAudioMaxVideoFrames);  // the default keeps the reference's cap
+  // Two chunks hold 2 * 1500 + 4 frames: the last window (10 frames, step 2) starts by 2994.
+  const int64_t fit = (2 * positions + kAudioLeadingZeroFrames - kAudioWindowFrames) / 2 + 1;
+  EXPECT_EQ(audio_windows(two, 25, fit, fit).size(1), fit);
+  try {
+    audio_windows(two, 25, fit + 1, fit + 1);
+    ADD_FAILURE() << "a window past the encoder's frames was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("at most " + std::to_string(fit) + " video frames fit"), std::string::npos)
+        << e.what();
+  }
+
+  // Not whole chunks, or the wrong number of mel bins.
+  EXPECT_THROW(enc.hidden_states_chunked(torch::cat({first, first.slice(1, 0, 100)}, 1)), std::invalid_argument);
+  EXPECT_THROW(enc.hidden_states_chunked(first.slice(1, 0, 100)), std::invalid_argument);
+  EXPECT_THROW(enc.hidden_states_chunked(first.slice(0, 0, 40)), std::invalid_argument);
+}
+
 TEST(WhisperFeatures, LongAudioIsFeaturisedPerChunk) {
   // Past 30 s the reference featurises each 750 * 640-sample chunk on its own (its own
   // zero padding and its own max - 8 floor) and concatenates: each chunk's frames equal
@@ -232,6 +287,22 @@ TEST(WhisperArguments, Refused) {
   const auto long_prompts = pad_audio_prompts(audio_windows(hidden, 25, 200));
   EXPECT_EQ(long_prompts.size(1), 205);
   EXPECT_EQ(long_prompts.slice(1, 200).abs().sum().item<double>(), 0.0);
+  // A sampler window of W latent frames pads to one window's 4*W - 3 audio frames (129 is
+  // W = 33's); the 5 extra frames past that do not depend on W.
+  const int64_t five = 4 * 5 - 3;
+  const auto short_prompts = pad_audio_prompts(audio_windows(hidden, 25, 10), five);
+  EXPECT_EQ(short_prompts.size(1), five);
+  EXPECT_EQ(short_prompts.slice(1, 10).abs().sum().item<double>(), 0.0);
+  EXPECT_TRUE(torch::equal(short_prompts.slice(1, 0, 10), pad_audio_prompts(audio_windows(hidden, 25, 10)).slice(1, 0, 10)));
+  EXPECT_EQ(pad_audio_prompts(audio_windows(hidden, 25, 200), five).size(1), 205);
+  EXPECT_EQ(pad_audio_prompts(audio_windows(hidden, 25, five), five).size(1), five);
+  EXPECT_EQ(pad_audio_prompts(audio_windows(hidden, 25, five + 1), five).size(1), five + 6);
+  EXPECT_THROW(pad_audio_prompts(audio_windows(hidden, 25, 10), 0), std::invalid_argument);
+  const auto uncond = uncond_audio_prompts(short_prompts, five);
+  EXPECT_EQ(uncond.size(1), five);
+  EXPECT_EQ(uncond.abs().sum().item<double>(), 0.0);
+  EXPECT_THROW(uncond_audio_prompts(short_prompts), std::invalid_argument);  // 17 frames, not 129
+  EXPECT_THROW(audio_windows(hidden, 25, 10, 0), std::invalid_argument);
 }
 
 }  // namespace
