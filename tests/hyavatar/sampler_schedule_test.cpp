@@ -3,6 +3,9 @@
 // cache decision, shift and windows (golden.json `loop.schedule`), and the sigmas and
 // timesteps tensors. The fixture has one window; several windows, wrap-around and the
 // moving shift are checked against the rule golden.json states (`loop.window_rule`).
+// Windows of other lengths (reel's extension) are checked by their properties over a
+// table of window and audio lengths, by sizes worked by hand, and the default against
+// the reference's own formulas with 33.
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>
