@@ -461,6 +461,11 @@ std::string render_model_details(const Json& model, const Style& style) {
   for (const auto& o : array_or_empty(field(model, "outputs"))) outputs.push_back(o.is_string() ? o.get<std::string>() : compact(o));
   kv.add("outputs", or_dash(join(outputs, ", ")));
   std::string out = kv.render(style);
+  Json limits = array_or_empty(field(model, "limits"));
+  if (!limits.empty()) {
+    out += "\nlimits:\n";
+    for (const auto& l : limits) out += "  " + (l.is_string() ? l.get<std::string>() : compact(l)) + "\n";
+  }
   Json params = array_or_empty(field(model, "params"));
   if (!params.empty()) {
     Table t({"PARAM", "TYPE", "RANGE", "DEFAULT", "HELP"});

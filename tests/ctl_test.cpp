@@ -586,6 +586,10 @@ TEST(CtlRender, DetailsStatusModelsFinal) {
   std::string md = render_model_details(model, Style{});
   for (const char* s : {"model:", "sleep", "PARAM", "seconds", "number", "0..86400", "how long"})
     EXPECT_NE(md.find(s), std::string::npos) << s << "\n" << md;
+  EXPECT_EQ(md.find("limits:"), std::string::npos) << "no limits, no heading";
+  model["limits"] = Json::array({"naps last a day at most"});
+  md = render_model_details(model, Style{});
+  EXPECT_NE(md.find("limits:\n  naps last a day at most\n"), std::string::npos) << md;
 
   EXPECT_EQ(render_final(job, Style{}), "k3xq9a failed\n  /out/a.mp4\n");
 }

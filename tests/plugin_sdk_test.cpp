@@ -501,6 +501,12 @@ TEST(Description, GoodOneMaps) {
   EXPECT_TRUE(models[0].inputs[0].required);
   EXPECT_EQ(models[0].ladder[1], Json::parse(R"({"name": "b", "kind": "quality", "help": "", "settings": {"steps": 10}})"));
   EXPECT_EQ(models[0].ladder[0]["settings"], Json::object());
+  EXPECT_TRUE(models[0].limits.empty());
+  Json limited = good_model();
+  limited["limits"] = Json::array({"up to 16 s of audio"});
+  EXPECT_EQ(models_from_description({{"models", {limited}}}, "p")[0].limits, std::vector<std::string>{"up to 16 s of audio"});
+  limited["limits"] = Json::array({16});
+  EXPECT_TRUE(contains(description_error(limited), "models[0].limits[0]"));
 }
 
 TEST(Description, MalformedOnesNameTheField) {

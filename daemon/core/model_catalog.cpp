@@ -92,7 +92,8 @@ Json ModelInfo::to_json() const {
     budget = {{"kind", "remote"}, {"pool", remote->pool}, {"max_concurrent", remote->max_concurrent},
               {"requests_per_minute", remote->requests_per_minute}};
   return {{"name", name},   {"description", description}, {"provider", provider}, {"params", ps},
-          {"inputs", ins}, {"outputs", outputs},         {"ladder", ladder}, {"budget", budget}};
+          {"inputs", ins}, {"outputs", outputs},         {"ladder", ladder}, {"budget", budget},
+          {"limits", limits}};
 }
 
 void ModelCatalog::add(ModelInfo m) {

@@ -49,6 +49,8 @@ struct ModelInfo {
   // {"name", "kind": "placement"|"quality", "help", "settings": {...}} (docs/PLUGINS.md).
   std::vector<Json> ladder;
   std::vector<std::string> outputs;  // media types of the outputs, e.g. "video/mp4"
+  // What a user should know before submitting: length limits, cost units (plain lines).
+  std::vector<std::string> limits;
   std::optional<RemoteBudget> remote;  // set: scheduled by its pool, not by memory
   Json to_json() const;
 };

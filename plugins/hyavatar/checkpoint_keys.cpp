@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <stdexcept>
 
 namespace reel::hyavatar {
 
@@ -13,13 +14,32 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s.str();
 }
 
+namespace {
+thread_local KeyRecorder* active_recorder = nullptr;
+}
+
+KeyRecorder::KeyRecorder() {
+  if (active_recorder) throw std::logic_error("KeyRecorder: one is already recording on this thread");
+  active_recorder = this;
+}
+KeyRecorder::~KeyRecorder() { active_recorder = nullptr; }
+KeyRecorder* KeyRecorder::active() { return active_recorder; }
+
+void KeyRecorder::record(const std::string& name, const std::vector<int64_t>& shape) {
+  if (seen_.insert(name).second) keys_.push_back({name, shape});
+}
+
 CheckpointReader::CheckpointReader(const tensorio::Weights& w, std::string what, std::map<std::string, double> fp8_scales)
     : w_(w), what_(std::move(what)), fp8_scales_(std::move(fp8_scales)) {}
 
 torch::Tensor CheckpointReader::take(const std::string& name, const std::vector<int64_t>& shape, bool materialize) {
   used_.insert(name);
+  KeyRecorder* recorder = KeyRecorder::active();
+  if (recorder) recorder->record(name, shape);
   auto zeros_to_go_on = [&]() -> torch::Tensor {
-    return materialize && !shape.empty() ? torch::zeros(shape) : torch::Tensor();
+    if (!materialize || shape.empty()) return {};
+    // While recording, a view without storage: listing a 13B-parameter model costs nothing.
+    return recorder ? torch::zeros({1}).expand(shape) : torch::zeros(shape);
   };
   if (!w_.has(name)) {
     missing_.push_back(shape.empty() ? name : name + " " + shape_string(shape));

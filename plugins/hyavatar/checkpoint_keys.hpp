@@ -21,6 +21,32 @@
 
 namespace reel::hyavatar {
 
+struct ExpectedTensor {
+  std::string name;
+  std::vector<int64_t> shape;   // empty: any shape
+};
+
+// While one is alive, every CheckpointReader on this thread records each key and shape it
+// take()s, and hands out a storage-free zero view for a key the checkpoint lacks. Running a
+// loader once against an empty checkpoint then lists exactly what it reads (the loading code
+// is the list): the tiny model's seeded weights and the ladder's parameter counts come from
+// it (random_weights.hpp). Not nestable; belongs to one thread.
+class KeyRecorder {
+ public:
+  KeyRecorder();
+  ~KeyRecorder();
+  KeyRecorder(const KeyRecorder&) = delete;
+  KeyRecorder& operator=(const KeyRecorder&) = delete;
+  // Every key taken, first take first, each once.
+  const std::vector<ExpectedTensor>& keys() const { return keys_; }
+  void record(const std::string& name, const std::vector<int64_t>& shape);
+  static KeyRecorder* active();
+
+ private:
+  std::vector<ExpectedTensor> keys_;
+  std::set<std::string> seen_;
+};
+
 class CheckpointReader {
  public:
   // `what` names the model in errors ("HunyuanVideo-Avatar DiT"). `fp8_scales`: tensors
@@ -48,10 +74,6 @@ class CheckpointReader {
   std::vector<std::string> missing_, misshapen_;
 };
 
-struct ExpectedTensor {
-  std::string name;
-  std::vector<int64_t> shape;   // empty: any shape
-};
 
 // CheckpointReader's check for a list of expected tensors, without reading them: keys
 // under `other_parts` (e.g. the vision tower of a full CLIPModel when only its text tower

@@ -108,6 +108,21 @@ std::string clip_basic_clean(const std::string& utf8_text) {
   return out;
 }
 
+ClipTokenizer ClipTokenizer::byte_level(int64_t max_length) {
+  if (max_length < 2) throw std::invalid_argument("CLIP tokenizer max_length must be at least 2 (bos and eos)");
+  ClipTokenizer t;
+  t.max_length_ = max_length;
+  t.byte_to_unicode_ = unicode::byte_to_unicode();
+  for (const std::string& symbol : t.byte_to_unicode_) t.vocab_.emplace(symbol, static_cast<int64_t>(t.vocab_.size()));
+  for (const std::string& symbol : t.byte_to_unicode_) t.vocab_.emplace(symbol + "</w>", static_cast<int64_t>(t.vocab_.size()));
+  t.bos_ = "<|startoftext|>";
+  t.eos_ = "<|endoftext|>";
+  t.bos_id_ = t.vocab_.emplace(t.bos_, static_cast<int64_t>(t.vocab_.size())).first->second;
+  t.eos_id_ = t.vocab_.emplace(t.eos_, static_cast<int64_t>(t.vocab_.size())).first->second;
+  t.pad_id_ = t.unk_id_ = t.eos_id_;
+  return t;
+}
+
 ClipTokenizer ClipTokenizer::load(const std::string& dir, int64_t max_length) {
   if (max_length < 2) throw std::invalid_argument("CLIP tokenizer max_length must be at least 2 (bos and eos)");
   ClipTokenizer t;

@@ -42,6 +42,10 @@ class ClipTokenizer {
   // naming the file when one is missing or malformed, or a special token is not in the
   // vocabulary.
   static ClipTokenizer load(const std::string& dir, int64_t max_length);
+  // A vocabulary of single bytes and no merges (every byte its own symbol, then the
+  // special tokens): the tiny smoke-test model's, which has no tokenizer files. Ids:
+  // byte symbols 0..255, the same with "</w>" 256..511, <|startoftext|> 512, <|endoftext|> 513.
+  static ClipTokenizer byte_level(int64_t max_length);
 
   ClipTokens encode(const std::string& utf8_text) const;
   // Steps 1-3 alone: the token strings (for checks and debugging), without bos/eos.

@@ -327,8 +327,13 @@ torch::Tensor HYAvatarDiT::forward(const HYAvatarDiTInputs& in, torch::Tensor* c
 }
 
 torch::Tensor HYAvatarDiT::forward_cached(const HYAvatarDiTInputs& in, const torch::Tensor& cache) const {
-  check_inputs(in, false);
   if (single_blocks_.empty()) throw std::logic_error("HYAvatarDiT::forward_cached needs the single blocks loaded");
+  return forward_cached(in, cache, single_blocks_.back());
+}
+
+torch::Tensor HYAvatarDiT::forward_cached(const HYAvatarDiTInputs& in, const torch::Tensor& cache,
+                                          const SingleStreamBlock& last_single_block) const {
+  check_inputs(in, false);
   const auto& c = cfg_;
   HYAvatarDiTState s;
   s.grid = {in.x.size(2) / c.patch_size[0], in.x.size(3) / c.patch_size[1], in.x.size(4) / c.patch_size[2]};
@@ -343,7 +348,7 @@ torch::Tensor HYAvatarDiT::forward_cached(const HYAvatarDiTInputs& in, const tor
   s.seg = DitSegments::from_text_mask(in.text_mask, img_len);
   s.rope = {in.freqs_cos.to(torch::kFloat32), in.freqs_sin.to(torch::kFloat32)};
   s.x = cache;
-  run_single_block(single_blocks_.back(), s);
+  run_single_block(last_single_block, s);
   return head(s);
 }
 

@@ -125,6 +125,9 @@ class HYAvatarDiT {
   torch::Tensor forward(const HYAvatarDiTInputs& in, torch::Tensor* cache_out = nullptr) const;
   // The reference's is_cache=True call: only the last single block, on `cache`.
   torch::Tensor forward_cached(const HYAvatarDiTInputs& in, const torch::Tensor& cache) const;
+  // The same with the last single block passed in (for runners that hold the blocks).
+  torch::Tensor forward_cached(const HYAvatarDiTInputs& in, const torch::Tensor& cache,
+                               const SingleStreamBlock& last_single_block) const;
 
   // forward() in parts, for callers that stream the blocks themselves.
   HYAvatarDiTState embed(const HYAvatarDiTInputs& in) const;

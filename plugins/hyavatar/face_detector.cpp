@@ -55,6 +55,17 @@ FaceDetector FaceDetector::load(const std::string& path) {
   }
 }
 
+FaceDetector FaceDetector::from_script(const std::string& source, const std::string& name) {
+  try {
+    auto module = std::make_unique<torch::jit::Module>(name);
+    module->define(source);
+    module->eval();
+    return FaceDetector(std::move(module), name);
+  } catch (const c10::Error& e) {
+    throw FaceDetectorError("the face detector script " + name + " does not compile: " + e.what_without_backtrace());
+  }
+}
+
 std::vector<FaceDetection> FaceDetector::detect(const uint8_t* rgb, int height, int width) const {
   torch::NoGradGuard no_grad;
   const double r = static_cast<double>(kInputSize) / std::min(height, width);

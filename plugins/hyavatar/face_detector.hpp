@@ -40,6 +40,9 @@ class FaceDetector {
  public:
   // Throws FaceDetectorError naming the path when it is missing or not a TorchScript file.
   static FaceDetector load(const std::string& path);
+  // A network given as TorchScript source defining `forward(self, img, grids)` with the
+  // official network's inputs and output: the tiny smoke-test model's stand-in.
+  static FaceDetector from_script(const std::string& source, const std::string& name);
   FaceDetector(FaceDetector&&) noexcept;
   FaceDetector& operator=(FaceDetector&&) noexcept;
   ~FaceDetector();

@@ -135,6 +135,12 @@ WhisperEncoder WhisperEncoder::load(const tensorio::Weights& w, const WhisperEnc
   return e;
 }
 
+std::vector<ExpectedTensor> WhisperEncoder::expected_keys(const WhisperEncoderConfig& cfg) {
+  std::vector<ExpectedTensor> keys;
+  for (const auto& [name, shape] : expected_tensors(cfg)) keys.push_back({"encoder." + name, shape});
+  return keys;
+}
+
 WhisperEncoder WhisperEncoder::load_dir(const std::string& dir) {
   return load(tensorio::load_weights(dir + "/model.safetensors"), WhisperEncoderConfig::from_json(dir + "/config.json"));
 }

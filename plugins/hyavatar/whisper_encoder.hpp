@@ -29,6 +29,7 @@
 
 #include <torch/torch.h>
 
+#include "checkpoint_keys.hpp"
 #include "tensorio/weights.hpp"
 
 namespace reel::hyavatar {
@@ -51,6 +52,8 @@ class WhisperEncoder {
   static WhisperEncoder load(const tensorio::Weights& w, const WhisperEncoderConfig& cfg);
   // The folder holding config.json and model.safetensors.
   static WhisperEncoder load_dir(const std::string& dir);
+  // The tensors load() reads, in a bare WhisperModel's layout ("encoder.*").
+  static std::vector<ExpectedTensor> expected_keys(const WhisperEncoderConfig& cfg);
 
   // mel float32 [num_mel_bins, input_frames()] (or with a leading batch of 1) ->
   // float32 [1, max_source_positions, encoder_layers + 1, d_model]: every hidden state,
@@ -65,6 +68,7 @@ class WhisperEncoder {
   torch::Tensor hidden_states_chunked(const torch::Tensor& mel) const;
 
   const WhisperEncoderConfig& config() const { return cfg_; }
+  torch::Device device() const { return conv1_w_.device(); }
 
  private:
   struct Layer {

@@ -287,7 +287,7 @@ struct Checker {
 
   ModelInfo model(const Json& m, const std::string& f) const {
     object(m, f);
-    only(m, f, {"name", "description", "params", "inputs", "outputs", "ladder", "budget"});
+    only(m, f, {"name", "description", "params", "inputs", "outputs", "ladder", "budget", "limits"});
     ModelInfo out;
     out.provider = plugin;
     if (!m.contains("name")) fail(f, "missing 'name'");
@@ -321,6 +321,11 @@ struct Checker {
         if (type.find('/') == std::string::npos) fail(of, "expected a media type such as \"video/mp4\", got \"" + type + "\"");
         out.outputs.push_back(type);
       }
+    }
+    if (m.contains("limits")) {
+      const Json& ls = array(m["limits"], f + ".limits");
+      for (std::size_t i = 0; i < ls.size(); ++i)
+        out.limits.push_back(string(ls[i], f + ".limits[" + std::to_string(i) + "]", true));
     }
     if (m.contains("budget")) out.remote = budget(m["budget"], f + ".budget");
     if (!m.contains("ladder")) fail(f, "missing 'ladder' (at least one placement rung, best first)");

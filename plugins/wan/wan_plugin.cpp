@@ -13,9 +13,6 @@
 // Image-to-video (wan2.1-i2v-*): the job's "image" input is decoded with FFmpeg (a still
 // or a video's first frame), the output size follows max_area and the image's aspect
 // (i2v.hpp), and CLIP tokens plus the conditioning y go to both guidance branches.
-#include <sys/resource.h>
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -27,13 +24,14 @@
 #include <utility>
 #include <vector>
 
-#include <c10/util/Exception.h>
 #include <torch/torch.h>
 
 #include "ladder.hpp"
 #include "media/video_writer.hpp"
 #include "model_specs.hpp"
 #include "sdk/reel_plugin.hpp"
+#include "sdk/run_files.hpp"
+#include "sdk/torch_guard.hpp"
 #include "t2v_model.hpp"
 #include "tensorio/weights.hpp"
 
@@ -100,55 +98,25 @@ torch::Tensor read_input_image(const json& job, std::string& path) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Helpers for run().
+// Helpers for run() (the shared ones are in sdk/run_files.hpp and sdk/torch_guard.hpp).
 
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
+using sdk::file_exists;
+using sdk::peak_rss_bytes;
+using sdk::read_text;
+using sdk::seconds_since;
+
 
 void write_text(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::trunc | std::ios::binary);
-    f << text;
-    if (!f.flush()) throw sdk::InternalError("wan: cannot write " + tmp);
+  try {
+    sdk::write_text_atomic(path, text);
+  } catch (const sdk::InternalError& e) {
+    throw sdk::InternalError(std::string("wan: ") + e.what());
   }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw sdk::InternalError("wan: cannot rename " + tmp);
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-}
-
-int64_t peak_rss_bytes() {
-  struct rusage ru {};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
-}
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Runs `f`, turning LibTorch's out-of-memory errors into sdk::OomError (the host then
-// retries one rung lower).
 template <class F>
 auto oom_guard(const std::string& stage, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const sdk::Error&) {
-    throw;
-  } catch (const c10::OutOfMemoryError& e) {
-    throw sdk::OomError("wan: out of memory in " + stage + ": " + e.what_without_backtrace());
-  } catch (const std::bad_alloc&) {
-    throw sdk::OomError("wan: out of host memory in " + stage);
-  } catch (const c10::Error& e) {
-    std::string msg = e.what_without_backtrace();
-    if (msg.find("out of memory") != std::string::npos) throw sdk::OomError("wan: out of memory in " + stage + ": " + msg);
-    throw sdk::InternalError("wan: " + stage + ": " + msg);
-  }
+  return sdk::oom_guard("wan", stage, std::forward<F>(f));
 }
 
 // A checkpoint model's folder: $<env_var>, else its default.
@@ -167,11 +135,11 @@ void check_checkpoint(const wan::ModelSpec& m) {
       {"models_t5_umt5-xxl-enc-bf16.pth", ""},
       {"Wan2.1_VAE.pth", ""},
       {"google/umt5-xxl/spiece.model", ""}};
-  if (m.i2v && !exists(dir + "/" + wan::kClipCheckpoint))
+  if (m.i2v && !file_exists(dir + "/" + wan::kClipCheckpoint))
     throw sdk::MissingWeightsError("wan: " + m.name + ": weights not found: missing " + dir + "/" + wan::kClipCheckpoint +
                                    "; download " + m.repo + " into " + dir + " or set $" + m.env_var);
   for (const auto& [rel, alt] : files) {
-    if (exists(dir + "/" + rel) || (!alt.empty() && exists(dir + "/" + alt))) continue;
+    if (file_exists(dir + "/" + rel) || (!alt.empty() && file_exists(dir + "/" + alt))) continue;
     throw sdk::MissingWeightsError("wan: " + m.name + ": weights not found: missing " + dir + "/" + rel +
                                    (alt.empty() ? "" : " (or " + alt + ")") + "; download " + m.repo + " into " + dir + " or set $" + m.env_var);
   }
@@ -229,7 +197,7 @@ class WanModel : public sdk::Model {
 
     torch::Tensor latent;
     bool reused = false;
-    if (exists(ckpt) && exists(ckpt_meta)) {
+    if (file_exists(ckpt) && file_exists(ckpt_meta)) {
       try {
         json meta = json::parse(read_text(ckpt_meta));
         if (meta.value("key", json()) == key && (seed < 0 || meta.value("seed", int64_t{-2}) == seed)) {

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "media/audio.hpp"
+#include "support/wav_file.hpp"
 #include "media/video_writer.hpp"
 
 extern "C" {
@@ -33,6 +34,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using reel::media::MediaError;
+using reel::test::sine;
+using reel::test::write_wav;
 constexpr double kPi = 3.14159265358979323846;
 
 struct Scratch {
@@ -61,42 +64,6 @@ void expect_media_error(F f, const std::vector<std::string>& parts) {
   }
 }
 
-// --- WAV files written by hand (RIFF, PCM 16-bit or IEEE float 32-bit, interleaved) ---
-void put_u32(std::string& s, uint32_t v) {
-  for (int i = 0; i < 4; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void put_u16(std::string& s, uint16_t v) {
-  s.push_back(static_cast<char>(v & 0xff));
-  s.push_back(static_cast<char>(v >> 8));
-}
-// `interleaved` holds frames * channels values in [-1, 1].
-void write_wav(const std::string& path, const std::vector<float>& interleaved, int channels, int rate, bool float32) {
-  const int bytes_per_sample = float32 ? 4 : 2;
-  std::string data;
-  for (float x : interleaved) {
-    if (float32) {
-      uint32_t bits;
-      std::memcpy(&bits, &x, 4);
-      put_u32(data, bits);
-    } else {
-      const long q = std::lround(std::max(-1.0f, std::min(1.0f, x)) * 32767.0f);
-      put_u16(data, static_cast<uint16_t>(static_cast<int16_t>(q)));
-    }
-  }
-  std::string h = "RIFF";
-  put_u32(h, static_cast<uint32_t>(36 + data.size()));
-  h += "WAVEfmt ";
-  put_u32(h, 16);
-  put_u16(h, float32 ? 3 : 1);
-  put_u16(h, static_cast<uint16_t>(channels));
-  put_u32(h, static_cast<uint32_t>(rate));
-  put_u32(h, static_cast<uint32_t>(rate * channels * bytes_per_sample));
-  put_u16(h, static_cast<uint16_t>(channels * bytes_per_sample));
-  put_u16(h, static_cast<uint16_t>(8 * bytes_per_sample));
-  h += "data";
-  put_u32(h, static_cast<uint32_t>(data.size()));
-  std::ofstream(path, std::ios::binary) << h << data;
-}
 
 // Mono float samples encoded with FFmpeg's `encoder` into `path` (container from the
 // name: .m4a, .mp3): compressed test files without any tool outside the test. False when
@@ -151,11 +118,6 @@ bool encode_audio_file(const std::string& path, const char* encoder, const std::
   return true;
 }
 
-std::vector<float> sine(double hz, double amplitude, int rate, int64_t n, double phase = 0) {
-  std::vector<float> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(amplitude * std::sin(2 * kPi * hz * i / rate + phase));
-  return v;
-}
 
 // Amplitude of the `hz` component of x[from, from + n) (n spanning whole periods).
 double amplitude_at(const std::vector<float>& x, double hz, int rate, int64_t from, int64_t n) {
