@@ -29,7 +29,7 @@ namespace {
 using Json = nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kPluginDir = std::string(REEL_BINARY_DIR) + "/lib/reel/plugins";
+const std::string kPluginDir = built_plugin_dir();
 const std::string kAvatarPlugin = kPluginDir + "/libhyavatar.so";
 
 #ifdef REEL_HAVE_MEDIA
@@ -40,24 +40,8 @@ const std::string kAvatarPlugin = kPluginDir + "/libhyavatar.so";
 #define SKIP_WITHOUT_AVATAR() GTEST_SKIP() << "reel_media (FFmpeg) not built: the hyavatar plugin is not either"
 #endif
 
-struct Harness : JobHarness {
-  explicit Harness(std::vector<std::string> env = {}, const std::string& extra_config = "")
-      : JobHarness("", std::move(env)) {
-    add_config(plugin_test_config(kPluginDir) + extra_config);
-    start();
-  }
-  bool wait_final(const std::string& id, std::chrono::milliseconds t = 300s) { return JobHarness::wait_final(id, t); }
-};
+using Harness = BuiltPluginHarness;
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-std::string output_ending(const Json& job, const std::string& tail) {
-  for (const auto& o : job.value("outputs", Json::array()))
-    if (ends_with(o.get<std::string>(), tail)) return o.get<std::string>();
-  return "";
-}
 
 // Speech-like test audio: a few partials whose loudness moves like syllables.
 std::vector<float> voice(int rate, double seconds) {

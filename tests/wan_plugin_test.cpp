@@ -22,29 +22,11 @@ namespace {
 using Json = nlohmann::json;
 using namespace std::chrono_literals;
 
-const std::string kPluginDir = std::string(REEL_BINARY_DIR) + "/lib/reel/plugins";
+const std::string kPluginDir = built_plugin_dir();
 const std::string kWanPlugin = kPluginDir + "/libwan.so";
 
-struct Harness : JobHarness {
-  explicit Harness(std::vector<std::string> env = {}, const std::string& extra_config = "")
-      : JobHarness("", std::move(env)) {
-    add_config(plugin_test_config(kPluginDir) + extra_config);
-    start();
-  }
-  // Model jobs on a loaded 2-core machine take minutes.
-  bool wait_final(const std::string& id, std::chrono::milliseconds t = 240s) { return JobHarness::wait_final(id, t); }
-};
+using Harness = BuiltPluginHarness;
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-// The job's output whose name ends with `tail`, or "" when there is none.
-std::string output_ending(const Json& job, const std::string& tail) {
-  for (const auto& o : job.value("outputs", Json::array()))
-    if (ends_with(o.get<std::string>(), tail)) return o.get<std::string>();
-  return "";
-}
 
 #define SKIP_WITHOUT_WAN()                                                                  \
   if (!std::filesystem::exists(kWanPlugin))                                                 \

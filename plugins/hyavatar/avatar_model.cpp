@@ -14,6 +14,23 @@ namespace reel::hyavatar {
 
 namespace {
 
+// The 884-16c VAE's layout (four causal blocks, 16 latent channels, the release's
+// scaling factor) at the given widths and tile sizes.
+VaeConfig causal_vae_config(std::vector<int64_t> channels, int64_t layers_per_block, int64_t groups,
+                            int64_t tile, int64_t tile_frames) {
+  VaeConfig v;
+  v.down_block_types.assign(channels.size(), "DownEncoderBlockCausal3D");
+  v.up_block_types.assign(channels.size(), "UpDecoderBlockCausal3D");
+  v.block_out_channels = std::move(channels);
+  v.layers_per_block = layers_per_block;
+  v.latent_channels = 16;
+  v.norm_num_groups = groups;
+  v.sample_size = tile;
+  v.sample_tsize = tile_frames;
+  v.scaling_factor = 0.476986;
+  return v;
+}
+
 bool exists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
@@ -153,15 +170,7 @@ TinyAvatarConfigs tiny_avatar_configs() {
   d.adapter_dim = 64;
   d.adapter_dim_head = 32;
   d.adapter_heads = 33;
-  VaeConfig& v = c.vae;
-  v.down_block_types.assign(4, "DownEncoderBlockCausal3D");
-  v.up_block_types.assign(4, "UpDecoderBlockCausal3D");
-  v.block_out_channels = {8, 16, 32, 32};
-  v.latent_channels = 16;
-  v.norm_num_groups = 4;
-  v.sample_size = 64;
-  v.sample_tsize = 16;
-  v.scaling_factor = 0.476986;
+  c.vae = causal_vae_config({8, 16, 32, 32}, 1, 4, 64, 16);
   LlavaConfig& l = c.llava;
   l.vision.hidden_size = 32;
   l.vision.intermediate_size = 64;
@@ -266,19 +275,7 @@ AvatarSizes sizes_from(const HYAvatarDiTConfig& dit, const VaeConfig& vae, const
 }
 
 // The release's VAE (hunyuan-video-t2v-720p/vae/config.json) and whisper-tiny.
-VaeConfig official_vae_config() {
-  VaeConfig v;
-  v.down_block_types.assign(4, "DownEncoderBlockCausal3D");
-  v.up_block_types.assign(4, "UpDecoderBlockCausal3D");
-  v.block_out_channels = {128, 256, 512, 512};
-  v.layers_per_block = 2;
-  v.latent_channels = 16;
-  v.norm_num_groups = 32;
-  v.sample_size = 256;
-  v.sample_tsize = 64;
-  v.scaling_factor = 0.476986;
-  return v;
-}
+VaeConfig official_vae_config() { return causal_vae_config({128, 256, 512, 512}, 2, 32, 256, 64); }
 WhisperEncoderConfig whisper_tiny_config() {
   WhisperEncoderConfig w;
   w.d_model = 384;

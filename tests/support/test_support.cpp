@@ -274,6 +274,28 @@ std::string JobHarness::plugin_test_config(const std::string& plugin_dir) const 
   return "[jobs]\ninput_roots = [\"" + dir.path() + "\"]\n[plugins]\ndirs = [\"" + plugin_dir + "\"]\n";
 }
 
+std::string built_plugin_dir() { return std::string(REEL_BINARY_DIR) + "/lib/reel/plugins"; }
+
+BuiltPluginHarness::BuiltPluginHarness(std::vector<std::string> env, const std::string& extra_config)
+    : JobHarness("", std::move(env)) {
+  add_config(plugin_test_config(built_plugin_dir()) + extra_config);
+  start();
+}
+
+bool BuiltPluginHarness::wait_final(const std::string& id, std::chrono::milliseconds timeout) {
+  return JobHarness::wait_final(id, timeout);
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+std::string output_ending(const nlohmann::json& job, const std::string& tail) {
+  for (const auto& o : job.value("outputs", nlohmann::json::array()))
+    if (o.is_string() && ends_with(o.get<std::string>(), tail)) return o.get<std::string>();
+  return "";
+}
+
 void JobHarness::start() {
   daemon.start();
   c = std::make_unique<RawClient>(daemon.socket());

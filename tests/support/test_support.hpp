@@ -128,4 +128,16 @@ struct JobHarness {
   std::vector<nlohmann::json> events(const std::string& id, const std::string& kind);
 };
 
+// A JobHarness whose reeld loads the plugins built in this tree (REEL_BINARY_DIR/lib/reel/
+// plugins), started at once, with a wait sized for model jobs on a loaded 2-core machine.
+struct BuiltPluginHarness : JobHarness {
+  explicit BuiltPluginHarness(std::vector<std::string> env = {}, const std::string& extra_config = "");
+  bool wait_final(const std::string& id, std::chrono::milliseconds timeout = std::chrono::seconds(300));
+};
+std::string built_plugin_dir();
+
+bool ends_with(const std::string& s, const std::string& tail);
+// The job's output whose path ends with `tail`, or "" when there is none.
+std::string output_ending(const nlohmann::json& job, const std::string& tail);
+
 }  // namespace reel::test
