@@ -14,9 +14,11 @@ namespace {
 
 constexpr int64_t kMiB = int64_t{1} << 20;
 constexpr int64_t kF32 = 4;   // the port computes in float32 on every device
-// The DiT's attention runs in query chunks of at most 2^26 scores (dit_blocks.cpp):
-// scores, softmax and its output.
-constexpr int64_t kAttentionScratch = 3 * 256 * kMiB;
+// The DiT's attention runs in query chunks of at most 2^26 scores (dit_blocks.cpp); the
+// scores, their softmax and its output live at once.
+int64_t attention_scratch(int64_t heads, int64_t tokens) {
+  return 3 * kF32 * std::min<int64_t>(int64_t{1} << 26, heads * tokens * tokens);
+}
 
 // The placement every quality tier runs with: the leanest GPU one.
 const char* const kLeanest = R"("encoders": "cpu", "dit": "streamed", "cfg_split": true, "small_tiles": true)";
@@ -109,7 +111,7 @@ AvatarEstimate estimate_avatar(const AvatarSizes& z, const AvatarShape& s, const
   // The DiT: the window's tokens (reference frame included) and text, per CFG branch.
   const int64_t tokens = (window_latents + 1) * (h / 2) * (w / 2) + z.text_tokens;
   const int64_t branch = tokens * z.dit_hidden * kAvatarActivationBytes;
-  const int64_t dit_acts = branch * (r.cfg_split ? 1 : 2) + kAttentionScratch;
+  const int64_t dit_acts = branch * (r.cfg_split ? 1 : 2) + attention_scratch(z.dit_heads, tokens);
   // Latents, noise, predictions and the audio condition of the whole video.
   const int64_t latents = 16 * (frames / 4 + window_latents) * h * w * kF32 * 4;
   const int64_t audio = frames * z.audio_frame_values * kF32 * 2;

@@ -49,7 +49,7 @@ struct AvatarSizes {
   int64_t dit_shell = 0;         // embeddings, refiner, audio projection and adapters, final layer
   int64_t dit_block = 0;         // the largest block
   int64_t dit_blocks = 0;        // all blocks
-  int64_t dit_hidden = 0;
+  int64_t dit_hidden = 0, dit_heads = 0;
   int64_t llava = 0, clip = 0, whisper = 0, vae = 0;
   int64_t vae_width = 0;         // the VAE decoder's widest full-resolution channels
   int64_t vae_tile = 256, vae_tile_frames = 64;   // the reference's tiling (pixels, frames)

@@ -265,6 +265,7 @@ AvatarSizes sizes_from(const HYAvatarDiTConfig& dit, const VaeConfig& vae, const
   }
   for (const auto& [name, n] : per_block) z.dit_block = std::max(z.dit_block, n);
   z.dit_hidden = dit.hidden_size;
+  z.dit_heads = dit.num_heads;
   z.vae = parameter_count(keys_read_by([&](const tensorio::Weights& w) { HyVae::load(w, vae); }));
   z.vae_width = vae.block_out_channels.empty() ? 0 : vae.block_out_channels.front();
   z.vae_tile = vae.sample_size;
