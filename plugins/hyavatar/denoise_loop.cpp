@@ -7,8 +7,9 @@ namespace reel::hyavatar {
 
 namespace {
 
-torch::Tensor indices(const std::vector<int>& v) {
-  return torch::tensor(std::vector<int64_t>(v.begin(), v.end()), torch::kInt64);
+// On the indexed tensor's device: CUDA index_select and index_add_ take no CPU indices.
+torch::Tensor indices(const std::vector<int>& v, const torch::Device& device) {
+  return torch::tensor(std::vector<int64_t>(v.begin(), v.end()), torch::kInt64).to(device);
 }
 torch::Tensor both(const torch::Tensor& t) { return torch::cat({t, t}, 0); }
 
@@ -87,7 +88,7 @@ torch::Tensor denoise(const DitFn& dit, const AvatarConditions& c, const torch::
     const float sigma = schedule.sigmas[static_cast<size_t>(i)];
     const float sigma_next = schedule.sigmas[static_cast<size_t>(i) + 1];
     for (const Window& w : windows_at(plan, shift)) {
-      const auto idx = indices(w.latent_frames);
+      const auto idx = indices(w.latent_frames, latents_all.device());
       auto latents = latents_all.index_select(2, idx);
       DitCall call;
       call.x = both(latents);
@@ -102,7 +103,7 @@ torch::Tensor denoise(const DitFn& dit, const AvatarConditions& c, const torch::
         call.text_mask = both(c.prompt_mask);
         call.text_states_2 = both(c.prompt_embeds_2);
       }
-      call.audio_prompts = torch::cat({c.uncond_audio_prompts, audio_all.index_select(1, indices(w.audio_frames))}, 0);
+      call.audio_prompts = torch::cat({c.uncond_audio_prompts, audio_all.index_select(1, indices(w.audio_frames, audio_all.device()))}, 0);
       call.face_mask = both(c.face_mask * g.face_mask_scale);
       call.motion_exp = motion_exp;
       call.motion_pose = motion_pose;
