@@ -33,22 +33,13 @@ std::vector<double> run_rung(const AvatarRung& rung, const AvatarShape& s, const
   return reel::wan::measure_in_child([&] {
     torch::NoGradGuard no_grad;
     const auto t0 = Clock::now();
-    AvatarPlacement p;
-    p.encoders_on_device = !rung.encoders_cpu;
-    p.dit.blocks = rung.fp8 ? DitPlacement::Blocks::fp8 : rung.streamed ? DitPlacement::Blocks::streamed
-                                                                         : DitPlacement::Blocks::resident;
-    p.dit.cfg_split = rung.cfg_split;
     const AvatarSpec& spec = *find_avatar_model("hunyuan-avatar-tiny");
-    AvatarParts parts = load_avatar(spec, p);
+    AvatarParts parts = load_avatar(spec, avatar_placement(rung, torch::kCPU));
     AvatarRequest r;
     r.image = torch::randint(0, 255, {job.image_size, job.image_size, 3}, torch::kUInt8);
     r.waveform = torch::randn({static_cast<int64_t>(job.seconds * 16000)}) * 0.1;
     r.prompt = "a person talks";
-    r.image_size = s.image_size;
-    r.steps = static_cast<int>(s.steps);
-    r.window = static_cast<int>((s.window_frames - 1) / 4 + 1);
-    r.max_frames = static_cast<int64_t>(s.audio_seconds * 25);
-    r.vae_tile = rung.small_tiles ? avatar_sizes(spec).vae_tile / 2 : 0;
+    apply_avatar_shape(r, s, rung, spec);
     (void)generate_avatar(parts, r);
     return std::vector<double>{static_cast<double>(reel::wan::proc_status_kib("VmHWM:")) * 1024,
                                std::chrono::duration<double>(Clock::now() - t0).count()};

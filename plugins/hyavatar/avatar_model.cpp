@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 #include <utility>
@@ -308,6 +309,25 @@ const AvatarSizes& avatar_sizes(const AvatarSpec& spec) {
     return z;
   }();
   return spec.random_weights ? tiny : official;
+}
+
+AvatarPlacement avatar_placement(const AvatarRung& rung, const torch::Device& device) {
+  AvatarPlacement p;
+  p.device = rung.cpu_only ? torch::Device(torch::kCPU) : device;
+  p.encoders_on_device = !rung.encoders_cpu;
+  p.dit.blocks = rung.fp8 ? DitPlacement::Blocks::fp8
+                 : rung.streamed ? DitPlacement::Blocks::streamed
+                                 : DitPlacement::Blocks::resident;
+  p.dit.cfg_split = rung.cfg_split;
+  return p;
+}
+
+void apply_avatar_shape(AvatarRequest& r, const AvatarShape& s, const AvatarRung& rung, const AvatarSpec& spec) {
+  r.image_size = s.image_size;
+  r.steps = static_cast<int>(s.steps);
+  r.window = static_cast<int>((s.window_frames - 1) / 4 + 1);
+  r.max_frames = std::max<int64_t>(1, static_cast<int64_t>(std::floor(s.audio_seconds * kAvatarFps + 1e-6)));
+  r.vae_tile = rung.small_tiles ? avatar_sizes(spec).vae_tile / 2 : 0;
 }
 
 AvatarParts load_avatar(const AvatarSpec& spec, const AvatarPlacement& placement) {

@@ -68,6 +68,13 @@ struct AvatarPlacement {
   DitPlacement dit;
 };
 
+// What a rung places where, on `device` (cpu-only rungs: the CPU).
+AvatarPlacement avatar_placement(const AvatarRung& rung, const torch::Device& device);
+// A request's sizes from the rung's effective shape: side, steps, window (frames to latent
+// frames), the frame cap from the audio seconds at 25 fps, and the VAE tile.
+void apply_avatar_shape(AvatarRequest& request, const AvatarShape& shape, const AvatarRung& rung,
+                        const AvatarSpec& spec);
+
 // Loads the DiT, VAE and face detector (the encoders load per job). Throws
 // tensorio::WeightError / std::runtime_error / FaceDetectorError naming the file.
 AvatarParts load_avatar(const AvatarSpec& spec, const AvatarPlacement& placement);

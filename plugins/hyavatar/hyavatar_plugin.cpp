@@ -166,19 +166,10 @@ json describe_model(const hy::AvatarSpec& m) {
 class AvatarModel : public sdk::Model {
  public:
   AvatarModel(const hy::AvatarSpec& spec, const hy::AvatarRung& rung, const std::string& device)
-      : spec_(spec), device_str_(device), parts_(hy::load_avatar(spec, placement(rung, device))) {
+      : spec_(spec),
+        device_str_(device),
+        parts_(hy::load_avatar(spec, hy::avatar_placement(rung, torch::Device(device.empty() ? "cpu" : device)))) {
     reel::media::quiet_ffmpeg_logging();
-  }
-
-  static hy::AvatarPlacement placement(const hy::AvatarRung& rung, const std::string& device) {
-    hy::AvatarPlacement p;
-    p.device = rung.cpu_only ? torch::Device(torch::kCPU) : torch::Device(device.empty() ? "cpu" : device);
-    p.encoders_on_device = !rung.encoders_cpu;
-    p.dit.blocks = rung.fp8 ? hy::DitPlacement::Blocks::fp8
-                   : rung.streamed ? hy::DitPlacement::Blocks::streamed
-                                   : hy::DitPlacement::Blocks::resident;
-    p.dit.cfg_split = rung.cfg_split;
-    return p;
   }
 
   json run(const json& job, const json& rung_json, const sdk::RunDirs& dirs, sdk::Host& host) override {
@@ -206,14 +197,10 @@ class AvatarModel : public sdk::Model {
     r.waveform = torch::from_blob(audio.samples.data(), {audio.frames()}, torch::kFloat32);
     r.prompt = sdk::param<std::string>(job, "prompt", "");
     r.negative_prompt = sdk::param<std::string>(job, "negative_prompt", hy::kAvatarNegativePrompt);
-    r.image_size = s.image_size;
-    r.steps = static_cast<int>(s.steps);
     r.cfg_scale = sdk::param<double>(job, "cfg_scale", 7.5);
     r.shift = sdk::param<double>(job, "shift", 5.0);
     r.step_cache = sdk::param<bool>(job, "step_cache", true);
-    r.window = static_cast<int>((s.window_frames - 1) / 4 + 1);
-    r.max_frames = std::max<int64_t>(1, static_cast<int64_t>(std::floor(s.audio_seconds * hy::kAvatarFps + 1e-6)));
-    r.vae_tile = rung.small_tiles ? hy::avatar_sizes(spec_).vae_tile / 2 : 0;
+    hy::apply_avatar_shape(r, s, rung, spec_);
     int64_t seed = sdk::param<int64_t>(job, "seed", -1);
     if (seed < 0) seed = static_cast<int64_t>(std::random_device{}() & 0x7fffffff);
     r.seed = static_cast<uint64_t>(seed);

@@ -45,19 +45,11 @@ TEST(AvatarMemory, EstimatesCoverTheMeasuredPeak) {
     const std::vector<double> m = wan::measure_in_child([&] {
       torch::NoGradGuard no_grad;
       const int64_t base = wan::proc_status_kib("VmRSS:");
-      AvatarPlacement p;
-      p.encoders_on_device = !rung.encoders_cpu;
-      p.dit.blocks = rung.streamed ? DitPlacement::Blocks::streamed : DitPlacement::Blocks::resident;
-      p.dit.cfg_split = rung.cfg_split;
-      AvatarParts parts = load_avatar(spec, p);
+      AvatarParts parts = load_avatar(spec, avatar_placement(rung, torch::kCPU));
       AvatarRequest r;
       r.image = torch::randint(0, 255, {c.side, c.side, 3}, torch::kUInt8);
       r.waveform = torch::randn({static_cast<int64_t>(c.seconds * 16000)}) * 0.1;
-      r.image_size = s.image_size;
-      r.steps = static_cast<int>(s.steps);
-      r.window = static_cast<int>((s.window_frames - 1) / 4 + 1);
-      r.max_frames = static_cast<int64_t>(s.audio_seconds * 25);
-      r.vae_tile = rung.small_tiles ? avatar_sizes(spec).vae_tile / 2 : 0;
+      apply_avatar_shape(r, s, rung, spec);
       (void)generate_avatar(parts, r);
       return std::vector<double>{static_cast<double>(wan::proc_status_kib("VmHWM:") - base) * 1024};
     });
