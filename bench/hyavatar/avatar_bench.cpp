@@ -1,7 +1,8 @@
 // avatar_bench: hunyuan-avatar-tiny's whole pipeline on this machine's CPU, rung by rung,
 // next to the ladder's estimate for the same job (results: docs/BENCHMARKS.md): each
-// rung runs end to end in a forked child set up like a worker, and its peak RSS is printed beside estimate_avatar()'s host + device bytes (on a CPU device both
-// are host memory) and the ratio. The time column is relative to the first rung measured
+// rung runs end to end in a forked child set up like a worker, and its peak RSS is printed
+// beside estimate_avatar()'s host + device bytes (on a CPU device both are host memory)
+// and the ratio. The time column is relative to the first rung measured
 // in the same run. Weights are random (seeded): memory and speed do not depend on them.
 //
 //   avatar_bench [--seconds S] [--image-size PX] [--steps N]
