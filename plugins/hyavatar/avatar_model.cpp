@@ -83,13 +83,15 @@ std::unique_ptr<LlamaTokenizer> tiny_llama_tokenizer() {
   return std::make_unique<Llama3Tokenizer>(Llama3Tokenizer::word_level(vocab, kTinySpecials, "<|begin_of_text|>", "<unk>"));
 }
 
+// Whisper has no to(): it is built from weights already on its device.
+tensorio::Weights on_device(const tensorio::Weights& w, const torch::Device& device) {
+  tensorio::TensorMap moved;
+  for (const auto& [name, t] : w.all()) moved.emplace(name, t.to(device));
+  return tensorio::Weights(std::move(moved), w.source());
+}
+
 AvatarEncoders tiny_encoders(const torch::Device& device) {
   const TinyAvatarConfigs c = tiny_avatar_configs();
-  auto on = [&](const tensorio::Weights& w) {
-    tensorio::TensorMap moved;
-    for (const auto& [name, t] : w.all()) moved.emplace(name, t.to(device));
-    return tensorio::Weights(std::move(moved), w.source());
-  };
   AvatarEncoders e;
   const auto llava_keys = keys_read_by([&](const tensorio::Weights& w) { LlavaEncoder::load(c.llava, w); });
   e.llava = std::make_unique<LlavaEncoder>(
@@ -100,7 +102,8 @@ AvatarEncoders tiny_encoders(const torch::Device& device) {
       ClipTextEncoder::load(c.clip, seeded_weights(clip_keys, 4, "hunyuan-avatar-tiny CLIP")).to(device));
   e.clip_tokenizer = std::make_unique<ClipTokenizer>(ClipTokenizer::byte_level(c.clip.max_positions));
   e.whisper = std::make_unique<WhisperEncoder>(WhisperEncoder::load(
-      on(seeded_weights(WhisperEncoder::expected_keys(c.whisper), 5, "hunyuan-avatar-tiny Whisper")), c.whisper));
+      on_device(seeded_weights(WhisperEncoder::expected_keys(c.whisper), 5, "hunyuan-avatar-tiny Whisper"), device),
+      c.whisper));
   e.features = c.features;
   return e;
 }
@@ -117,10 +120,8 @@ AvatarEncoders official_encoders(const std::string& ckpts, const torch::Device& 
   e.clip_tokenizer = std::make_unique<ClipTokenizer>(ClipTokenizer::load(clip, e.clip->config().max_positions));
   const std::string whisper = ckpts + "/whisper-tiny";
   const WhisperEncoderConfig wc = WhisperEncoderConfig::from_json(whisper + "/config.json");
-  tensorio::Weights ww = tensorio::load_weights(whisper + "/model.safetensors");
-  tensorio::TensorMap moved;
-  for (const auto& [name, t] : ww.all()) moved.emplace(name, t.to(device));
-  e.whisper = std::make_unique<WhisperEncoder>(WhisperEncoder::load(tensorio::Weights(std::move(moved), ww.source()), wc));
+  e.whisper = std::make_unique<WhisperEncoder>(
+      WhisperEncoder::load(on_device(tensorio::load_weights(whisper + "/model.safetensors"), device), wc));
   e.features = WhisperFeatureConfig::from_json(whisper + "/preprocessor_config.json");
   return e;
 }

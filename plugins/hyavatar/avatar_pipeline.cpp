@@ -90,8 +90,7 @@ AvatarVideo generate_avatar(AvatarParts& parts, const AvatarRequest& r, const Av
   const torch::Device device = parts.dit->device();
   const HYAvatarDiTConfig& cfg = parts.dit->config();
 
-  // Image: the reference frame (sides multiples of 64) and LLaVA's pixels; the face mask.
-  LlavaImageInputs image;
+  LlavaImageInputs image;   // the reference frame (sides multiples of 64) and LLaVA's pixels
   AvatarVideo out;
   AvatarConditions c;
   torch::Tensor audio_prompts;
